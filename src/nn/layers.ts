@@ -9,6 +9,22 @@ import { Module } from './module.ts';
  * 'same', which pads more at the bottom and right; this keeps outputs equal to PyTorch's.
  */
 
+/**
+ * Callback that Conv2d, Linear, BatchNorm2d and GroupNorm call on every forward while one is
+ * installed. `count` is the multiply-adds of the call for 'conv' and 'linear', and the number
+ * of normalised elements for 'norm'. src/analysis/complexity.ts installs one to count a model.
+ */
+export type LayerCallObserver = (layer: Module, kind: 'conv' | 'linear' | 'norm', count: number) => void;
+
+let layerCallObserver: LayerCallObserver | undefined;
+
+/** Installs `observer` (undefined removes it) and returns the observer it replaces. */
+export function setLayerCallObserver(observer: LayerCallObserver | undefined): LayerCallObserver | undefined {
+  const previous = layerCallObserver;
+  layerCallObserver = observer;
+  return previous;
+}
+
 export interface Conv2dOptions {
   inChannels: number;
   outChannels: number;
@@ -52,6 +68,7 @@ export class Conv2d extends Module {
 
   /** Applies the convolution to x `[N, H, W, inChannels]`, returning `[N, H', W', outChannels]`. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
+    layerCallObserver?.(this, 'conv', x.shape[0] * this.multiplyAdds(x.shape[1], x.shape[2]));
     return tf.tidy(() => {
       const y = tf.conv2d(x, this.weight as tf.Tensor4D, this.stride, this.padding, 'NHWC', this.dilation);
       return this.bias === undefined ? y : tf.add(y, this.bias);
@@ -108,6 +125,7 @@ export class BatchNorm2d extends Module {
   }
 
   forward(x: tf.Tensor4D): tf.Tensor4D {
+    layerCallObserver?.(this, 'norm', x.size);
     if (!this.training || this.useRunningStats) {
       return tf.batchNorm4d(x, this.runningMean as tf.Tensor1D, this.runningVar as tf.Tensor1D, this.bias as tf.Tensor1D, this.weight as tf.Tensor1D, this.eps);
     }
@@ -149,6 +167,7 @@ export class Linear extends Module {
   }
 
   forward(x: tf.Tensor2D): tf.Tensor2D {
+    layerCallObserver?.(this, 'linear', x.shape[0] * this.options.inFeatures * this.options.outFeatures);
     return tf.tidy((): tf.Tensor2D => {
       const y = tf.matMul(x, this.weight as tf.Tensor2D) as tf.Tensor2D;
       return this.bias === undefined ? y : (tf.add(y, this.bias) as tf.Tensor2D);
@@ -179,6 +198,7 @@ export class GroupNorm extends Module {
   }
 
   forward(x: tf.Tensor4D): tf.Tensor4D {
+    layerCallObserver?.(this, 'norm', x.size);
     return tf.tidy(() => {
       const [n, h, w, c] = x.shape;
       const grouped = tf.reshape(x, [n, h * w, this.numGroups, c / this.numGroups]);

@@ -9,7 +9,8 @@ export interface ComponentConfig {
   type: string;
 }
 
-type Factory<T> = (options: never) => T;
+/** Builds a component from its options; `path` is where its config sits, for error messages. */
+type Factory<T> = (options: never, path: string) => T;
 
 interface Entry<T> {
   factory: Factory<T>;
@@ -27,7 +28,7 @@ export class Registry<T> {
 
   constructor(readonly name: string) {}
 
-  register<O>(type: string, factory: (options: O) => T, options: { aliases?: readonly string[] } = {}): void {
+  register<O>(type: string, factory: (options: O, path: string) => T, options: { aliases?: readonly string[] } = {}): void {
     if (this.entries.has(type)) {
       throw new RegistryError(`${this.name}: type '${type}' is already registered`, this.name, type, this.list());
     }
@@ -54,7 +55,8 @@ export class Registry<T> {
 
   /**
    * Builds the component named by `config.type`, passing the remaining keys as its options.
-   * `path` is where the config sits (e.g. `model.backbone`) and appears in errors.
+   * `path` is where the config sits (e.g. `model.backbone`); the factory receives it for its
+   * own error messages.
    */
   build<C extends ComponentConfig>(config: C, path: string = this.name): T {
     if (config === null || typeof config !== 'object') {
@@ -89,6 +91,6 @@ export class Registry<T> {
     if (entry.aliasOf !== undefined) {
       logger.warnOnce(`${this.name}:${type}`, `${path}.type: '${type}' is an alias of '${entry.aliasOf}'; use '${entry.aliasOf}'`);
     }
-    return entry.factory(options as never);
+    return entry.factory(options as never, path);
   }
 }
