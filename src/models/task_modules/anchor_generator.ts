@@ -48,28 +48,28 @@ export class AnchorGenerator {
   readonly baseAnchors: readonly Float64Array[];
   private readonly gridCache = new Map<string, Float32Array>();
 
-  constructor(options: AnchorGeneratorOptions) {
-    checkOptionKeys('AnchorGenerator', options, OPTION_KEYS);
+  constructor(options: AnchorGeneratorOptions, path = 'AnchorGenerator') {
+    checkOptionKeys(path, options, OPTION_KEYS);
     if (!Array.isArray(options.strides) || options.strides.length === 0) {
-      throw new ConfigError(`AnchorGenerator: 'strides' must be a non-empty list, got ${JSON.stringify(options.strides)}`);
+      throw new ConfigError(`${path}: 'strides' must be a non-empty list, got ${JSON.stringify(options.strides)}`);
     }
     this.strides = options.strides.map((stride): readonly [number, number] => (typeof stride === 'number' ? [stride, stride] : [stride[0], stride[1]]));
     for (const [sx, sy] of this.strides) {
-      if (!(sx > 0 && sy > 0)) throw new ConfigError(`AnchorGenerator: strides must be positive, got ${JSON.stringify(options.strides)}`);
+      if (!(sx > 0 && sy > 0)) throw new ConfigError(`${path}: strides must be positive, got ${JSON.stringify(options.strides)}`);
     }
     if (!Array.isArray(options.ratios) || options.ratios.length === 0 || options.ratios.some((r) => !(r > 0))) {
-      throw new ConfigError(`AnchorGenerator: 'ratios' must be a non-empty list of positive numbers, got ${JSON.stringify(options.ratios)}`);
+      throw new ConfigError(`${path}: 'ratios' must be a non-empty list of positive numbers, got ${JSON.stringify(options.ratios)}`);
     }
     this.ratios = [...options.ratios];
-    this.scales = resolveScales(options);
+    this.scales = resolveScales(options, path);
     this.baseSizes = options.baseSizes === undefined ? this.strides.map(([sx, sy]) => Math.min(sx, sy)) : [...options.baseSizes];
     if (this.baseSizes.length !== this.strides.length) {
-      throw new ConfigError(`AnchorGenerator: ${this.baseSizes.length} baseSizes for ${this.strides.length} strides, expected one per level`);
+      throw new ConfigError(`${path}: ${this.baseSizes.length} baseSizes for ${this.strides.length} strides, expected one per level`);
     }
     this.scaleMajor = options.scaleMajor ?? true;
     this.centerOffset = options.centerOffset ?? 0;
     if (!(this.centerOffset >= 0 && this.centerOffset <= 1)) {
-      throw new ConfigError(`AnchorGenerator: 'centerOffset' must be in [0, 1], got ${this.centerOffset}`);
+      throw new ConfigError(`${path}: 'centerOffset' must be in [0, 1], got ${this.centerOffset}`);
     }
     this.baseAnchors = this.baseSizes.map((size) => this.levelBaseAnchors(size));
   }
@@ -170,26 +170,26 @@ export class AnchorGenerator {
   }
 }
 
-function resolveScales(options: AnchorGeneratorOptions): number[] {
+function resolveScales(options: AnchorGeneratorOptions, path: string): number[] {
   const hasOctave = options.octaveBaseScale !== undefined || options.scalesPerOctave !== undefined;
   if (options.scales !== undefined) {
     if (hasOctave) {
-      throw new ConfigError("AnchorGenerator: give either 'scales' or 'octaveBaseScale' with 'scalesPerOctave', not both");
+      throw new ConfigError(`${path}: give either 'scales' or 'octaveBaseScale' with 'scalesPerOctave', not both`);
     }
     if (!Array.isArray(options.scales) || options.scales.length === 0 || options.scales.some((s) => !(s > 0))) {
-      throw new ConfigError(`AnchorGenerator: 'scales' must be a non-empty list of positive numbers, got ${JSON.stringify(options.scales)}`);
+      throw new ConfigError(`${path}: 'scales' must be a non-empty list of positive numbers, got ${JSON.stringify(options.scales)}`);
     }
     return [...options.scales];
   }
   const base = options.octaveBaseScale;
   const perOctave = options.scalesPerOctave;
   if (base === undefined || perOctave === undefined) {
-    throw new ConfigError("AnchorGenerator: missing scales. Give 'scales' or both 'octaveBaseScale' and 'scalesPerOctave'");
+    throw new ConfigError(`${path}: missing scales. Give 'scales' or both 'octaveBaseScale' and 'scalesPerOctave'`);
   }
   if (!(base > 0) || !(Number.isInteger(perOctave) && perOctave > 0)) {
-    throw new ConfigError(`AnchorGenerator: octaveBaseScale must be positive and scalesPerOctave a positive integer, got ${base} and ${perOctave}`);
+    throw new ConfigError(`${path}: octaveBaseScale must be positive and scalesPerOctave a positive integer, got ${base} and ${perOctave}`);
   }
   return Array.from({ length: perOctave }, (_, i) => 2 ** (i / perOctave) * base);
 }
 
-ANCHOR_GENERATORS.register('AnchorGenerator', (options: AnchorGeneratorOptions) => new AnchorGenerator(options));
+ANCHOR_GENERATORS.register('AnchorGenerator', (options: AnchorGeneratorOptions, path) => new AnchorGenerator(options, path));

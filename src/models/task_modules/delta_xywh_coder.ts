@@ -44,12 +44,12 @@ export class DeltaXYWHBBoxCoder implements BoxCoder {
   readonly addCtrClamp: boolean;
   readonly ctrClamp: number;
 
-  constructor(options: DeltaXYWHBBoxCoderOptions = {}) {
-    checkOptionKeys('DeltaXYWHBBoxCoder', options, OPTION_KEYS);
-    this.means = checkFour('targetMeans', options.targetMeans ?? [0, 0, 0, 0]);
-    this.stds = checkFour('targetStds', options.targetStds ?? [1, 1, 1, 1]);
+  constructor(options: DeltaXYWHBBoxCoderOptions = {}, path = 'DeltaXYWHBBoxCoder') {
+    checkOptionKeys(path, options, OPTION_KEYS);
+    this.means = checkFour(path, 'targetMeans', options.targetMeans ?? [0, 0, 0, 0]);
+    this.stds = checkFour(path, 'targetStds', options.targetStds ?? [1, 1, 1, 1]);
     if (this.stds.some((s) => !(s > 0))) {
-      throw new ConfigError(`DeltaXYWHBBoxCoder: 'targetStds' must be positive, got ${JSON.stringify(this.stds)}`);
+      throw new ConfigError(`${path}: 'targetStds' must be positive, got ${JSON.stringify(this.stds)}`);
     }
     this.clipBorder = options.clipBorder ?? true;
     this.addCtrClamp = options.addCtrClamp ?? false;
@@ -211,11 +211,11 @@ function clamp(value: number, low: number, high: number): number {
   return Math.min(Math.max(value, low), high);
 }
 
-function checkFour(name: string, value: readonly number[]): [number, number, number, number] {
+function checkFour(path: string, name: string, value: readonly number[]): [number, number, number, number] {
   if (!Array.isArray(value) || value.length !== 4 || value.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
-    throw new ConfigError(`DeltaXYWHBBoxCoder: '${name}' must be 4 finite numbers, got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${path}: '${name}' must be 4 finite numbers, got ${JSON.stringify(value)}`);
   }
   return [value[0]!, value[1]!, value[2]!, value[3]!];
 }
 
-BOX_CODERS.register('DeltaXYWHBBoxCoder', (options: DeltaXYWHBBoxCoderOptions) => new DeltaXYWHBBoxCoder(options));
+BOX_CODERS.register('DeltaXYWHBBoxCoder', (options: DeltaXYWHBBoxCoderOptions, path) => new DeltaXYWHBBoxCoder(options, path));

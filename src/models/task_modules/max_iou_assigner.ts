@@ -71,20 +71,20 @@ export class MaxIoUAssigner implements Assigner {
   readonly ignoreWrtCandidates: boolean;
   readonly matchLowQuality: boolean;
 
-  constructor(options: MaxIoUAssignerOptions) {
-    checkOptionKeys('MaxIoUAssigner', options, OPTION_KEYS);
-    this.posIouThr = requireNumber('posIouThr', options.posIouThr);
+  constructor(options: MaxIoUAssignerOptions, path = 'MaxIoUAssigner') {
+    checkOptionKeys(path, options, OPTION_KEYS);
+    this.posIouThr = requireNumber(path, 'posIouThr', options.posIouThr);
     const neg = options.negIouThr;
     if (typeof neg === 'number') {
-      this.negIouThr = [0, requireNumber('negIouThr', neg)];
+      this.negIouThr = [0, requireNumber(path, 'negIouThr', neg)];
     } else if (Array.isArray(neg) && neg.length === 2) {
-      this.negIouThr = [requireNumber('negIouThr[0]', neg[0]), requireNumber('negIouThr[1]', neg[1])];
+      this.negIouThr = [requireNumber(path, 'negIouThr[0]', neg[0]), requireNumber(path, 'negIouThr[1]', neg[1])];
     } else {
-      throw new ConfigError(`MaxIoUAssigner: 'negIouThr' must be a number or [lo, hi], got ${JSON.stringify(neg)}`);
+      throw new ConfigError(`${path}: 'negIouThr' must be a number or [lo, hi], got ${JSON.stringify(neg)}`);
     }
-    this.minPosIou = requireNumber('minPosIou', options.minPosIou ?? 0);
+    this.minPosIou = requireNumber(path, 'minPosIou', options.minPosIou ?? 0);
     this.gtMaxAssignAll = options.gtMaxAssignAll ?? true;
-    this.ignoreIofThr = requireNumber('ignoreIofThr', options.ignoreIofThr ?? -1);
+    this.ignoreIofThr = requireNumber(path, 'ignoreIofThr', options.ignoreIofThr ?? -1);
     this.ignoreWrtCandidates = options.ignoreWrtCandidates ?? true;
     this.matchLowQuality = options.matchLowQuality ?? true;
   }
@@ -244,11 +244,11 @@ function fillIouRow(gtBoxes: BoxArray, gtIndex: number, boxes: BoxArray, out: Fl
   }
 }
 
-function requireNumber(name: string, value: unknown): number {
+function requireNumber(path: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || Number.isNaN(value)) {
-    throw new ConfigError(`MaxIoUAssigner: '${name}' must be a number, got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${path}: '${name}' must be a number, got ${JSON.stringify(value)}`);
   }
   return value;
 }
 
-ASSIGNERS.register('MaxIoUAssigner', (options: MaxIoUAssignerOptions) => new MaxIoUAssigner(options));
+ASSIGNERS.register('MaxIoUAssigner', (options: MaxIoUAssignerOptions, path) => new MaxIoUAssigner(options, path));

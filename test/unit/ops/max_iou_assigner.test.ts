@@ -136,3 +136,8 @@ test('option and input errors', (t) => {
 test('registry builds MaxIoUAssigner', (t) => {
   t.true(ASSIGNERS.build({ type: 'MaxIoUAssigner', posIouThr: 0.5, negIouThr: 0.4 }) instanceof MaxIoUAssigner);
 });
+
+test('registry errors name config path', (t) => {
+  const error = t.throws(() => ASSIGNERS.build({ type: 'MaxIoUAssigner', posIouThr: '0.5', negIouThr: 0.4 }, 'model.bboxHead.trainCfg.assigner'));
+  t.is(error!.message, `model.bboxHead.trainCfg.assigner: 'posIouThr' must be a number, got "0.5"`);
+});
