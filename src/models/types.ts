@@ -73,3 +73,12 @@ export interface Detector extends Module {
   /** Detections per image, mapped back to the original image. Returns plain arrays (no tensors). */
   predict(images: tf.Tensor4D, metas: ImageMeta[]): Promise<Detections[]>;
 }
+
+/** A dense (one-stage or RPN) head: per-level predictions, training losses and detections. */
+export interface DenseHead extends Module {
+  readonly numClasses: number;
+  /** Raw per-level outputs (class logits and box deltas); used for complexity counting. */
+  forward(features: tf.Tensor4D[]): unknown;
+  loss(features: tf.Tensor4D[], metas: ImageMeta[], targets: GroundTruth[]): LossDict;
+  predict(features: tf.Tensor4D[], metas: ImageMeta[]): Promise<Detections[]>;
+}

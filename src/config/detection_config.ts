@@ -1,0 +1,50 @@
+import type { BackendChoice } from '../backends/index.ts';
+import type { DatasetConfig, DetectorConfig } from './component_types.ts';
+
+/**
+ * The top-level config of a detection run, the counterpart of MMDetection 2.x's merged
+ * `_base_` files (model, dataset, schedule, runtime) in camelCase.
+ */
+export interface DetectionConfig {
+  model: DetectorConfig;
+  data: DataConfig;
+  optimizer: OptimizerConfig;
+  optimizerConfig?: { gradClip?: { maxNorm: number } | null };
+  lrConfig: LrConfig;
+  runner: { type: 'EpochBasedRunner'; maxEpochs: number };
+  /** Linear lr scaling: `optimizer.lr` is for `baseBatchSize` images per iteration. */
+  autoScaleLr?: { enable: boolean; baseBatchSize: number };
+  checkpointConfig?: { interval: number; maxKeep?: number };
+  logConfig?: { interval: number };
+  evaluation?: { interval: number; metric: 'bbox' };
+  seed?: number;
+  backend?: BackendChoice;
+  /** Checkpoint to start from (weights only), like MMDetection's `load_from`. */
+  loadFrom?: string | null;
+}
+
+export interface DataConfig {
+  imagesPerBatch: number;
+  /** Batches decoded ahead of the training step. */
+  prefetch?: number;
+  train: DatasetConfig;
+  val: DatasetConfig;
+  test: DatasetConfig;
+}
+
+export interface OptimizerConfig {
+  type: 'SGD';
+  lr: number;
+  momentum?: number;
+  weightDecay?: number;
+  nesterov?: boolean;
+}
+
+export interface LrConfig {
+  policy: 'step';
+  step: number[];
+  gamma?: number;
+  warmup?: 'linear' | 'constant' | null;
+  warmupIters?: number;
+  warmupRatio?: number;
+}

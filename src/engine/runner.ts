@@ -1,0 +1,184 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { join } from 'node:path';
+
+import type { DetectionConfig } from '../config/detection_config.ts';
+import type { Detector } from '../models/types.ts';
+import { getLogger } from '../utils/logger.ts';
+import { type CheckpointMeta, findLatestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { StepLrSchedule, scaleLrToBatch } from './lr_schedule.ts';
+import { MetricsWriter } from './metrics_log.ts';
+import { SGD } from './optimizer.ts';
+import { ProgressBar, formatDuration } from './progress.ts';
+import { type Batch, trainStep } from './train_step.ts';
+
+const logger = getLogger('train');
+
+/** Batches of one epoch; `epoch` is 0-based and fixes the shuffle order. */
+export interface TrainLoader {
+  readonly numBatches: number;
+  readonly batchSize: number;
+  epoch(epoch: number): AsyncIterable<Batch>;
+}
+
+export type EvaluateFn = (model: Detector, epoch: number) => Promise<Record<string, number>>;
+
+export interface RunnerOptions {
+  model: Detector;
+  config: DetectionConfig;
+  workDir: string;
+  trainLoader: TrainLoader;
+  evaluate?: EvaluateFn;
+  /** A checkpoint path, or 'latest' for the newest one in the work dir. */
+  resumeFrom?: string;
+}
+
+export interface TrainSummary {
+  epochs: number;
+  iterations: number;
+  /** Metrics of the last evaluation, if any ran. */
+  metrics: Record<string, number>;
+  lastCheckpoint?: string;
+}
+
+/** Running means of the loss terms over the current log interval. */
+class LossAverager {
+  private sums: Record<string, number> = {};
+  private count = 0;
+
+  add(losses: Record<string, number>): void {
+    for (const [k, v] of Object.entries(losses)) this.sums[k] = (this.sums[k] ?? 0) + v;
+    this.count += 1;
+  }
+
+  takeMeans(): Record<string, number> {
+    const means: Record<string, number> = {};
+    for (const [k, v] of Object.entries(this.sums)) means[k] = v / Math.max(this.count, 1);
+    this.sums = {};
+    this.count = 0;
+    return means;
+  }
+}
+
+/**
+ * The epoch-based training loop (MMCV's EpochBasedRunner with its default hooks): the lr
+ * schedule, a log line every `logConfig.interval` iterations with a terminal progress bar,
+ * metrics in `<workDir>/metrics.jsonl`, an atomic checkpoint every `checkpointConfig.interval`
+ * epochs, evaluation every `evaluation.interval` epochs, and resume from a checkpoint with the
+ * same lr, iteration and optimizer state.
+ */
+export async function runTraining(options: RunnerOptions): Promise<TrainSummary> {
+  const { model, config, workDir, trainLoader } = options;
+  const maxEpochs = config.runner.maxEpochs;
+  const batchSize = trainLoader.batchSize;
+  const scale = config.autoScaleLr?.enable === true ? config.autoScaleLr.baseBatchSize : undefined;
+  const baseLr = scale === undefined ? config.optimizer.lr : scaleLrToBatch(config.optimizer.lr, batchSize, scale);
+  const schedule = new StepLrSchedule(baseLr, config.lrConfig);
+  const optimizer = new SGD(config.optimizer);
+  const gradClip = config.optimizerConfig?.gradClip?.maxNorm;
+  const logInterval = config.logConfig?.interval ?? 50;
+  const checkpointInterval = config.checkpointConfig?.interval ?? 1;
+  const evalInterval = config.evaluation?.interval ?? 1;
+  const metricsWriter = new MetricsWriter(join(workDir, 'metrics.jsonl'));
+  if (scale !== undefined) {
+    logger.info(`lr ${config.optimizer.lr} is for ${scale} images per batch; scaled to ${baseLr} for ${batchSize}`);
+  }
+
+  let startEpoch = 0;
+  let iteration = 0;
+  let metrics: Record<string, number> = {};
+  let lastCheckpoint: string | undefined;
+  if (options.resumeFrom !== undefined) {
+    const path = options.resumeFrom === 'latest' ? findLatestCheckpoint(workDir) : options.resumeFrom;
+    if (path === undefined) {
+      logger.warn(`--resume: no checkpoint in ${workDir}; starting from scratch`);
+    } else {
+      const meta = await loadCheckpoint(path, model, optimizer);
+      startEpoch = meta.epoch;
+      iteration = meta.iteration;
+      metrics = meta.metrics ?? {};
+      lastCheckpoint = path;
+      logger.info(`resumed from ${path}: epoch ${meta.epoch}, iteration ${meta.iteration}`);
+    }
+  }
+
+  const totalIterations = maxEpochs * trainLoader.numBatches;
+  const runStart = performance.now();
+  const iterationAtStart = iteration;
+  try {
+    for (let epoch = startEpoch; epoch < maxEpochs; epoch++) {
+      model.train();
+      const averager = new LossAverager();
+      const bar = new ProgressBar(`epoch ${epoch + 1}/${maxEpochs}`, trainLoader.numBatches);
+      let intervalTime = 0;
+      let intervalDataTime = 0;
+      let inEpoch = 0;
+      let dataStart = performance.now();
+      for await (const batch of trainLoader.epoch(epoch)) {
+        const stepStart = performance.now();
+        const dataTime = (stepStart - dataStart) / 1000;
+        const lr = schedule.lrAt(epoch, iteration);
+        let result;
+        try {
+          result = trainStep(model, batch, optimizer, lr, iteration + 1, gradClip);
+        } finally {
+          batch.images.dispose();
+        }
+        iteration += 1;
+        inEpoch += 1;
+        const stepEnd = performance.now();
+        intervalTime += (stepEnd - dataStart) / 1000;
+        intervalDataTime += dataTime;
+        averager.add(result.losses);
+        dataStart = stepEnd;
+
+        const elapsed = (stepEnd - runStart) / 1000;
+        const eta = (elapsed / (iteration - iterationAtStart)) * (totalIterations - iteration);
+        bar.update(inEpoch, `loss ${result.losses['loss']!.toFixed(4)} eta ${formatDuration(eta)}`);
+        if (inEpoch % logInterval === 0 || inEpoch === trainLoader.numBatches) {
+          const count = inEpoch % logInterval === 0 ? logInterval : inEpoch % logInterval;
+          const means = averager.takeMeans();
+          const record = {
+            mode: 'train',
+            epoch: epoch + 1,
+            iter: inEpoch,
+            globalIter: iteration,
+            lr,
+            ...means,
+            ...(result.gradNorm === undefined ? {} : { gradNorm: result.gradNorm }),
+            time: intervalTime / count,
+            dataTime: intervalDataTime / count,
+            numTensors: tf.memory().numTensors,
+          };
+          bar.clear();
+          const lossText = Object.entries(means).map(([k, v]) => `${k}: ${v.toFixed(4)}`).join(', ');
+          logger.info(
+            `Epoch [${epoch + 1}][${inEpoch}/${trainLoader.numBatches}] lr: ${lr.toExponential(3)}, eta: ${formatDuration(eta)}, ` +
+              `time: ${record.time.toFixed(3)}, data_time: ${record.dataTime.toFixed(3)}, tensors: ${record.numTensors}, ${lossText}`,
+          );
+          metricsWriter.write(record);
+          intervalTime = 0;
+          intervalDataTime = 0;
+        }
+      }
+      bar.clear();
+
+      const finished = epoch + 1;
+      if (options.evaluate !== undefined && (finished % evalInterval === 0 || finished === maxEpochs)) {
+        model.eval();
+        metrics = await options.evaluate(model, finished);
+        model.train();
+        metricsWriter.write({ mode: 'val', epoch: finished, globalIter: iteration, ...metrics });
+      }
+      if (finished % checkpointInterval === 0 || finished === maxEpochs) {
+        const meta: CheckpointMeta = { epoch: finished, iteration, config, metrics };
+        lastCheckpoint = join(workDir, `epoch_${finished}.safetensors`);
+        await saveCheckpoint(lastCheckpoint, model, optimizer, meta);
+        logger.info(`saved checkpoint ${lastCheckpoint}`);
+      }
+    }
+  } finally {
+    optimizer.disposeState();
+  }
+  return { epochs: maxEpochs, iterations: iteration, metrics, ...(lastCheckpoint === undefined ? {} : { lastCheckpoint }) };
+}
+
