@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { decodeSafetensors, encodeSafetensors, type SafetensorsTensor } from '../io/safetensors.ts';
+import { decodeSafetensors, encodeSafetensors, toFloat32Array, type SafetensorsTensor } from '../io/safetensors.ts';
 import type { Module } from '../nn/module.ts';
 import { CheckpointError } from '../utils/errors.ts';
 import { writeFileAtomic } from '../utils/fs.ts';
@@ -84,13 +84,13 @@ export async function loadCheckpoint(path: string, model: Module, optimizer?: SG
   }
   for (const [name, variable] of state) {
     const stored = tensors.get(MODEL_PREFIX + name)!;
-    tf.tidy(() => variable.assign(tf.tensor(stored.data as Float32Array, stored.shape, 'float32')));
+    tf.tidy(() => variable.assign(tf.tensor(toFloat32Array(stored), stored.shape, 'float32')));
   }
   if (optimizer !== undefined) {
     const momentum = new Map<string, tf.Tensor>();
     for (const [key, stored] of tensors) {
       if (!key.startsWith(MOMENTUM_PREFIX)) continue;
-      momentum.set(key.slice(MOMENTUM_PREFIX.length), tf.tensor(stored.data as Float32Array, stored.shape, 'float32'));
+      momentum.set(key.slice(MOMENTUM_PREFIX.length), tf.tensor(toFloat32Array(stored), stored.shape, 'float32'));
     }
     optimizer.loadState(momentum);
     tf.dispose([...momentum.values()]);

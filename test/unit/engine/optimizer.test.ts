@@ -9,7 +9,7 @@ test.before(async () => {
   await tf.setBackend('cpu');
 });
 
-test('SGD matches torch update rule', (t) => {
+test.serial('SGD matches torch update rule', (t) => {
   // Hand-computed with torch.optim.SGD's rule, lr 0.1, momentum 0.9, weight decay 0.01:
   // step 1: g = 1 + 0.01*2 = 1.02, v = 1.02, p = 2 - 0.102 = 1.898
   // step 2: g = 1 + 0.01*1.898 = 1.01898, v = 0.9*1.02 + 1.01898 = 1.93698, p = 1.898 - 0.193698 = 1.704302
@@ -27,7 +27,7 @@ test('SGD matches torch update rule', (t) => {
   sgd.disposeState();
 });
 
-test('SGD frees its temporaries', (t) => {
+test.serial('SGD frees its temporaries', (t) => {
   const p = tf.variable(tf.ones([3, 3]));
   const params = new Map([['p', p]]);
   const sgd = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
@@ -41,7 +41,7 @@ test('SGD frees its temporaries', (t) => {
   sgd.disposeState();
 });
 
-test('clipGradNorm scales to max norm', (t) => {
+test.serial('clipGradNorm scales to max norm', (t) => {
   const grads = new Map<string, tf.Tensor>([
     ['a', tf.tensor1d([3, 0])],
     ['b', tf.tensor1d([0, 4])],
@@ -57,7 +57,7 @@ test('clipGradNorm scales to max norm', (t) => {
   for (const g of [...grads.values(), ...unchanged.values()]) g.dispose();
 });
 
-test('step schedule with linear warmup', (t) => {
+test.serial('step schedule with linear warmup', (t) => {
   const schedule = new StepLrSchedule(0.02, { step: [8, 11], warmup: 'linear', warmupIters: 500, warmupRatio: 0.001 });
   t.true(Math.abs(schedule.lrAt(0, 0) - 0.02 * 0.001) < 1e-12);
   // Halfway: 1 - 0.5 * 0.999 = 0.5005 of the regular rate.
@@ -69,7 +69,7 @@ test('step schedule with linear warmup', (t) => {
   t.is(scaleLrToBatch(0.02, 2, 16), 0.0025);
 });
 
-test('schedule rejects warmup without iterations', (t) => {
+test.serial('schedule rejects warmup without iterations', (t) => {
   t.throws(() => new StepLrSchedule(0.01, { step: [8], warmup: 'linear', warmupIters: 0 }), {
     message: "lrConfig.warmupIters: expected > 0 with warmup 'linear', got 0",
   });
