@@ -66,7 +66,8 @@ export class SGD {
   /** Restores momentum buffers (copies the tensors; the caller keeps ownership of `state`). */
   loadState(state: ReadonlyMap<string, tf.Tensor>): void {
     this.disposeState();
-    for (const [name, tensor] of state) this.buffers.set(name, tf.variable(tf.clone(tensor), false));
+    // A variable shares the tensor's data (reference counted), so the caller may dispose `state`.
+    for (const [name, tensor] of state) this.buffers.set(name, tf.variable(tensor, false));
   }
 
   disposeState(): void {
