@@ -1,7 +1,77 @@
 /**
- * Training kernels for the wasm backend (placeholder until the kernels land; see the
- * Conv2DBackpropFilter note in README).
+ * Training kernels for the tfjs wasm backend (@tensorflow/tfjs-backend-wasm 4.22).
+ *
+ * That package leaves training of a ResNet + FPN + RetinaNet detector broken or slow:
+ * - Conv2DBackpropFilter is not registered, so the gradient of every convolution throws.
+ * - Its Conv2DBackpropInput is a direct loop, about 10x slower than the XNNPACK forward Conv2D
+ *   (tools/bench_kernels.ts prints both).
+ * - Its MaxPoolGrad sends the gradient of windows whose values are all <= 0 to the wrong place.
+ * - UnsortedSegmentSum, which the gradient of tf.gather needs, is not registered.
+ * - Its Tile computes a source index per element, and the gradient of tf.batchNorm tiles a
+ *   per-channel factor over the whole activation.
+ * The convolution kernels here are built on the wasm Conv2D, BatchMatMul and Transpose kernels,
+ * called as kernel functions on TensorInfos so that the engine tracks only the outer kernel.
+ * The other three are loops over the wasm heap.
+ *
+ * The tfjs-node 'tensorflow' backend registers native versions of all five kernels
+ * (Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, UnsortedSegmentSum, Tile), so
+ * replacing them on wasm leaves the GPU path as it is.
+ */
+import { type KernelConfig, type KernelFunc, getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+
+import { conv2dBackpropFilterKernelFunc } from './wasm/conv2d_backprop_filter.ts';
+import { makeConv2dBackpropInput } from './wasm/conv2d_backprop_input.ts';
+import { maxPoolGradKernelFunc } from './wasm/max_pool_grad.ts';
+import { makeTile } from './wasm/tile.ts';
+import { unsortedSegmentSumKernelFunc } from './wasm/unsorted_segment_sum.ts';
+
+const BACKEND = 'wasm';
+
+/** The Conv2DBackpropInput kernel function of tfjs-backend-wasm, kept as the NCHW fallback. */
+let originalConv2dBackpropInput: KernelConfig | undefined;
+
+function replaceKernel(config: KernelConfig): void {
+  if (getKernel(config.kernelName, BACKEND) !== undefined) unregisterKernel(config.kernelName, BACKEND);
+  registerKernel(config);
+}
+
+/**
+ * Registers the kernels above for the 'wasm' backend. Calling it again does nothing. It works
+ * before or after `tf.setBackend('wasm')`, because the replaced Conv2DBackpropInput and Tile
+ * keep the setup functions of the originals, which their fallbacks need.
  */
 export function registerWasmTrainingKernels(): void {
-  // TODO: register Conv2DBackpropFilter and a faster Conv2DBackpropInput for wasm.
+  if (originalConv2dBackpropInput !== undefined) return;
+  const original = getKernel('Conv2DBackpropInput', BACKEND);
+  if (original === undefined) {
+    throw new Error("registerWasmTrainingKernels: tfjs-backend-wasm registered no Conv2DBackpropInput kernel to wrap");
+  }
+  originalConv2dBackpropInput = original;
+
+  replaceKernel({
+    kernelName: 'Conv2DBackpropInput',
+    backendName: BACKEND,
+    kernelFunc: makeConv2dBackpropInput(original.kernelFunc),
+    ...(original.setupFunc !== undefined ? { setupFunc: original.setupFunc } : {}),
+  });
+  replaceKernel({ kernelName: 'Conv2DBackpropFilter', backendName: BACKEND, kernelFunc: conv2dBackpropFilterKernelFunc });
+  replaceKernel({ kernelName: 'MaxPoolGrad', backendName: BACKEND, kernelFunc: maxPoolGradKernelFunc });
+  replaceKernel({ kernelName: 'UnsortedSegmentSum', backendName: BACKEND, kernelFunc: unsortedSegmentSumKernelFunc });
+
+  const originalTile = getKernel('Tile', BACKEND);
+  if (originalTile !== undefined) {
+    replaceKernel({
+      kernelName: 'Tile',
+      backendName: BACKEND,
+      kernelFunc: makeTile(originalTile.kernelFunc),
+      ...(originalTile.setupFunc !== undefined ? { setupFunc: originalTile.setupFunc } : {}),
+    });
+  }
+}
+
+/** The kernel function that tfjs-backend-wasm registered for Conv2DBackpropInput, for benchmarks and tests. */
+export function originalConv2dBackpropInputKernel(): KernelFunc {
+  registerWasmTrainingKernels();
+  return originalConv2dBackpropInput!.kernelFunc;
 }
