@@ -4,6 +4,7 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import { RladetError } from '../utils/errors.ts';
 import { getLogger } from '../utils/logger.ts';
+import { registerCpuKernelFixes } from './cpu_kernels.ts';
 
 const logger = getLogger('backend');
 
@@ -70,6 +71,7 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
   if (!BACKEND_CHOICES.includes(choice)) {
     throw new RladetError(`--backend: '${String(choice)}' is not one of ${BACKEND_CHOICES.join(', ')}`);
   }
+  registerCpuKernelFixes();
   const skipped: BackendSelection['skipped'] = [];
   let selection: BackendSelection | undefined;
 
