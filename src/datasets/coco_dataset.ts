@@ -107,6 +107,7 @@ export class CocoDataset implements Dataset {
   readonly dropCounts: DropCounts;
   /** Images of the annotation file that this dataset skipped (training only). */
   readonly skippedImages: { noUsableBox: number; tooSmall: number };
+  readonly pipelineConfigs: readonly TransformConfig[];
 
   private readonly catIdToLabelMap: Map<number, number>;
   private readonly images: CocoImageRecord[];
@@ -131,7 +132,8 @@ export class CocoDataset implements Dataset {
     this.testMode = options.testMode ?? false;
     const filterEmptyGt = options.filterEmptyGt ?? true;
     const minSize = options.minSize ?? 32;
-    this.pipeline = buildPipeline(options.pipeline ?? [], 'CocoDataset.pipeline');
+    this.pipelineConfigs = options.pipeline ?? [];
+    this.pipeline = buildPipeline(this.pipelineConfigs, 'CocoDataset.pipeline');
 
     const coco = readCocoFile(this.annFile, { requireAnnotations: !this.testMode });
 
@@ -280,12 +282,16 @@ export class CocoDataset implements Dataset {
     return image.width / image.height > 1 ? 1 : 0;
   }
 
-  async getItem(index: number, context: TransformContext): Promise<Sample> {
+  prepareItem(index: number): Sample {
     const image = this.checkedImage(index);
     const sample = createSample(image.id, join(this.imgPrefix, image.fileName));
     sample.annotatedShape = [image.height, image.width];
     sample.annotationInfo = this.annotations[index];
-    return this.pipeline.apply(sample, context);
+    return sample;
+  }
+
+  async getItem(index: number, context: TransformContext): Promise<Sample> {
+    return this.pipeline.apply(this.prepareItem(index), context);
   }
 
   private checkedImage(index: number): CocoImageRecord {

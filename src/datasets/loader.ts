@@ -7,15 +7,18 @@
  * uninterrupted run would have yielded from that point.
  *
  * Prefetching starts loading the next `prefetchBatches` batches while the caller works on
- * the current one. Image decoding (sharp) runs on libuv's thread pool, so it overlaps with
- * the caller's work. The JavaScript transforms (resize, flip, normalize, pad) run on the
- * main thread, whenever the caller awaits.
+ * the current one. Image decoding (sharp) runs on libuv's thread pool, so it always overlaps
+ * with the caller's work. The JavaScript transforms (resize, flip, normalize, pad) run on
+ * the main thread whenever the caller awaits, unless `workers` moves them to worker threads.
+ * Workers give the same samples as the main thread, because each sample's random source
+ * depends only on (seed, epoch, position).
  */
 import { checkOptionKeys } from '../config/config.ts';
 import { ConfigError } from '../utils/errors.ts';
 import { collate, type Batch } from './collate.ts';
 import { createRandom, mixSeed, randomInt, shuffledIndices, type RandomSource } from './random.ts';
 import type { Dataset, Sample } from './sample.ts';
+import { PipelineWorkerPool } from './worker_pool.ts';
 
 export interface DataLoaderOptions {
   /** Samples per batch. */
@@ -37,6 +40,13 @@ export interface DataLoaderOptions {
   prefetchBatches?: number;
   /** Passed to collate: round the batch height and width up to multiples of this (default 1). */
   sizeDivisor?: number;
+  /**
+   * Worker threads that run the dataset's pipeline (default 0: the main thread runs it).
+   * The dataset must provide `prepareItem` and `pipelineConfigs`, as CocoDataset does.
+   */
+  workers?: number;
+  /** Modules every worker imports before building the pipeline, such as ones that register custom transforms. */
+  workerImports?: string[];
 }
 
 export interface LoadedBatch extends Batch {
@@ -62,6 +72,9 @@ export class DataLoader {
   readonly dropLast: boolean;
   readonly prefetchBatches: number;
   private readonly sizeDivisor: number;
+  readonly workers: number;
+  private readonly workerImports: string[];
+  private pool: PipelineWorkerPool | undefined;
   /** Totals over the life of the loader. */
   readonly stats = { batches: 0, waitMs: 0 };
 
@@ -77,6 +90,8 @@ export class DataLoader {
       'dropLast',
       'prefetchBatches',
       'sizeDivisor',
+      'workers',
+      'workerImports',
     ]);
     if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) {
       throw new ConfigError(`DataLoader: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
@@ -97,6 +112,21 @@ export class DataLoader {
       throw new ConfigError(`DataLoader: prefetchBatches must be an integer >= 0, got ${JSON.stringify(options.prefetchBatches)}`);
     }
     this.sizeDivisor = options.sizeDivisor ?? 1;
+    this.workers = options.workers ?? 0;
+    if (!Number.isInteger(this.workers) || this.workers < 0) {
+      throw new ConfigError(`DataLoader: workers must be an integer >= 0, got ${JSON.stringify(options.workers)}`);
+    }
+    if (this.workers > 0 && (dataset.prepareItem === undefined || dataset.pipelineConfigs === undefined)) {
+      throw new ConfigError('DataLoader: workers > 0 needs a dataset with prepareItem() and pipelineConfigs');
+    }
+    this.workerImports = options.workerImports ?? [];
+  }
+
+  /** Stops the worker threads, if any were started. The loader starts new ones if it is iterated again. */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.close();
   }
 
   /** Returns the dataset indices of one epoch, in the order they are batched. */
@@ -135,7 +165,7 @@ export class DataLoader {
     return batches;
   }
 
-  /** Number of batches in an epoch. */
+  /** Returns the number of batches in an epoch. */
   numBatches(epoch = 0): number {
     return this.epochBatches(epoch).length;
   }
@@ -176,11 +206,15 @@ export class DataLoader {
   }
 
   private loadSamples(epoch: number, batchIndex: number, indices: number[]): Promise<Sample[]> {
+    if (this.workers > 0 && this.pool === undefined) {
+      this.pool = new PipelineWorkerPool(this.workers, this.dataset.pipelineConfigs!, this.workerImports);
+    }
+    const pool = this.pool;
     return Promise.all(
       indices.map((index, offset) => {
-        const position = batchIndex * this.batchSize + offset;
-        const random = createRandom(mixSeed(this.seed, epoch, position));
-        return this.dataset.getItem(index, { random });
+        const seed = mixSeed(this.seed, epoch, batchIndex * this.batchSize + offset);
+        if (pool !== undefined) return pool.run(this.dataset.prepareItem!(index), seed);
+        return this.dataset.getItem(index, { random: createRandom(seed) });
       }),
     );
   }

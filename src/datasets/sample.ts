@@ -9,6 +9,7 @@
  * Shapes use M for the ground-truth boxes of one image and M' for its crowd (ignored)
  * boxes. Boxes are absolute-pixel xyxy in the coordinates of the current image.
  */
+import type { TransformConfig } from '../config/component_types.ts';
 import { ConfigError } from '../utils/errors.ts';
 import type { RandomSource } from './random.ts';
 
@@ -78,6 +79,13 @@ export interface Dataset {
   getItem(index: number, context: TransformContext): Promise<Sample>;
   /** 1 when the image at `index` is wider than tall, else 0 (for aspect-ratio grouping). */
   aspectRatioFlag?(index: number): number;
+  /**
+   * Creates the sample at `index` without running the pipeline. Together with
+   * `pipelineConfigs` it lets DataLoader run the pipeline in worker threads.
+   */
+  prepareItem?(index: number): Sample;
+  /** The configs of the pipeline that `getItem` runs. */
+  readonly pipelineConfigs?: readonly TransformConfig[];
 }
 
 /** Creates an empty sample for the image at `filePath`. */

@@ -1,3 +1,7 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import test from 'ava';
@@ -6,7 +10,10 @@ import { CocoDataset } from '../../../src/datasets/coco_dataset.ts';
 import { collate } from '../../../src/datasets/collate.ts';
 import { DataLoader } from '../../../src/datasets/loader.ts';
 import { createSample, type Dataset, type Sample, type TransformContext } from '../../../src/datasets/sample.ts';
-import { ConfigError } from '../../../src/utils/errors.ts';
+import { ConfigError, DataError } from '../../../src/utils/errors.ts';
+
+const MINI_ANN = 'data/coco-mini/annotations/instances_train2017.json';
+const MINI_IMAGES = 'data/coco-mini/train2017';
 
 test.before(async () => {
   await tf.setBackend('cpu');
@@ -180,8 +187,8 @@ test('loader options are validated', (t) => {
 
 test.serial('coco-mini batches through full pipeline', async (t) => {
   const dataset = new CocoDataset({
-    annFile: 'data/coco-mini/annotations/instances_train2017.json',
-    imgPrefix: 'data/coco-mini/train2017',
+    annFile: MINI_ANN,
+    imgPrefix: MINI_IMAGES,
     pipeline: [
       { type: 'LoadImageFromFile' },
       { type: 'LoadAnnotations' },
@@ -238,4 +245,79 @@ test('collate converts uint8 and keeps metas', (t) => {
   });
   t.is(batch.targets[0]!.boxes.length, 0);
   batch.images.dispose();
+});
+
+test('workers give the same batches', async (t) => {
+  const dataset = new CocoDataset({
+    annFile: MINI_ANN,
+    imgPrefix: MINI_IMAGES,
+    pipeline: [
+      { type: 'LoadImageFromFile' },
+      { type: 'LoadAnnotations' },
+      { type: 'Resize', imgScale: [256, 160] },
+      { type: 'RandomFlip', flipRatio: 0.5 },
+      { type: 'Normalize' },
+      { type: 'Pad', sizeDivisor: 32 },
+    ],
+  });
+  const collect = async (workers: number) => {
+    const loader = new DataLoader(dataset, { batchSize: 2, seed: 11, workers });
+    const batches: Array<{ pixels: number[]; metas: unknown; boxes: number[][] }> = [];
+    try {
+      for await (const batch of loader.iterate(1)) {
+        batches.push({
+          pixels: [...(await batch.images.data())],
+          metas: batch.metas,
+          boxes: batch.targets.map((target) => [...target.boxes]),
+        });
+        batch.images.dispose();
+        if (batches.length === 4) break;
+      }
+    } finally {
+      await loader.close();
+    }
+    return batches;
+  };
+  const mainThread = await collect(0);
+  const inWorkers = await collect(2);
+  t.is(inWorkers.length, 4);
+  for (let i = 0; i < 4; i++) {
+    t.deepEqual(inWorkers[i]!.metas, mainThread[i]!.metas, `metas of batch ${i}`);
+    t.deepEqual(inWorkers[i]!.boxes, mainThread[i]!.boxes, `boxes of batch ${i}`);
+    t.true(
+      inWorkers[i]!.pixels.length === mainThread[i]!.pixels.length && inWorkers[i]!.pixels.every((v, j) => v === mainThread[i]!.pixels[j]),
+      `pixels of batch ${i}`,
+    );
+  }
+});
+
+test('worker errors keep their class', async (t) => {
+  const folder = await mkdtemp(join(tmpdir(), 'rladet-loader-'));
+  const annFile = join(folder, 'missing-images.json');
+  await writeFile(
+    annFile,
+    JSON.stringify({
+      images: [{ id: 3, file_name: 'absent.jpg', width: 64, height: 48 }],
+      annotations: [{ id: 1, image_id: 3, category_id: 1, bbox: [1, 1, 10, 10], area: 100, iscrowd: 0 }],
+      categories: [{ id: 1, name: 'thing' }],
+    }),
+  );
+  const dataset = new CocoDataset({ annFile, imgPrefix: folder, pipeline: [{ type: 'LoadImageFromFile' }] });
+  const loader = new DataLoader(dataset, { batchSize: 1, workers: 1 });
+  try {
+    const error = await t.throwsAsync(async () => {
+      for await (const batch of loader.iterate(0)) batch.images.dispose();
+    }, { instanceOf: DataError });
+    t.is(error?.message, `image file ${join(folder, 'absent.jpg')} (image id 3) not found`);
+  } finally {
+    await loader.close();
+    await rm(folder, { recursive: true, force: true });
+  }
+});
+
+test('workers need a preparable dataset', (t) => {
+  t.throws(() => new DataLoader(new CountingDataset(3), { batchSize: 1, workers: 1 }), {
+    instanceOf: ConfigError,
+    message: 'DataLoader: workers > 0 needs a dataset with prepareItem() and pipelineConfigs',
+  });
 });
