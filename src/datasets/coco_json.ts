@@ -198,6 +198,8 @@ export function parseCocoJson(json: unknown, source: string, options: ReadCocoOp
 export function readCocoFile(path: string, options: ReadCocoOptions = {}): CocoFile {
   let text: string;
   try {
+    // NOTE: the whole file becomes one string, and V8 strings end at about 512 MiB
+    // (2^29 - 24 characters). instances_train2017.json (448 MiB) fits, but a larger file fails here.
     text = readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

@@ -89,6 +89,8 @@ export class LoadImageFromFile implements Transform {
     sample.imageShape = [decoded.height, decoded.width];
     sample.padShape = [decoded.height, decoded.width];
 
+    // NOTE: only boxes are scaled. In test mode the detections stay in decoded-image
+    // coordinates, so they do not line up with such an image's boxes in the annotation file.
     if (sample.annotatedShape !== undefined) {
       const [annotatedHeight, annotatedWidth] = sample.annotatedShape;
       if (annotatedHeight !== decoded.height || annotatedWidth !== decoded.width) {
@@ -112,6 +114,7 @@ export class LoadAnnotations implements Transform {
 
   constructor(options: LoadAnnotationsOptions = {}) {
     checkOptionKeys(this.type, options, ['withBbox', 'withLabel', 'withMask']);
+    // TODO: load instance masks (polygons and RLE) for Mask R-CNN.
     if (options.withMask === true) {
       throw new ConfigError(`${this.type}: withMask is not supported yet (instance masks are not loaded); set it to false`);
     }
