@@ -1,34 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkOptionKeys } from '../../config/config.ts';
 import { BatchNorm2d, Conv2d, GroupNorm, maxPool2d } from '../../nn/layers.ts';
 import { Module } from '../../nn/module.ts';
 import { ConfigError } from '../../utils/errors.ts';
+import { buildNorm, resolveNorm, type NormLayer, type NormOptions, type NormType, type ResolvedNorm } from '../norm.ts';
 import type { Backbone } from '../types.ts';
 
 /**
- * Pieces shared by ResNet and RLAResNet: option parsing, normalisation layers, the bottleneck
- * block, the stem, and the frozen-stage and norm_eval handling of MMDetection 2.x's ResNet.
+ * Pieces shared by ResNet and RLAResNet: option parsing, the bottleneck block, the stem, and
+ * the frozen-stage and norm_eval handling of MMDetection 2.x's ResNet.
  */
-
-export type NormType = 'BN' | 'GN';
-
-/** Normalisation layer config, as MMDetection's `norm_cfg`. */
-export interface NormOptions {
-  type: NormType;
-  /** Groups of GroupNorm; default 32. */
-  numGroups?: number;
-  /** When false, the scale and shift of every norm layer are frozen (MMDetection's requires_grad). */
-  requiresGrad?: boolean;
-}
-
-export interface ResolvedNorm {
-  type: NormType;
-  numGroups: number;
-  requiresGrad: boolean;
-}
-
-export type NormLayer = BatchNorm2d | GroupNorm;
 
 /** Options of ResNet and RLAResNet. */
 export interface ResNetCommonOptions {
@@ -114,20 +95,6 @@ function requirePositiveInteger(path: string, name: string, value: unknown): num
   return value;
 }
 
-function resolveNorm(value: NormType | NormOptions | undefined, path: string): ResolvedNorm {
-  const options: NormOptions = typeof value === 'string' ? { type: value } : (value ?? { type: 'BN' });
-  if (options === null || typeof options !== 'object') {
-    throw new ConfigError(`${path}.norm: expected 'BN', 'GN' or {type, numGroups?, requiresGrad?}, got ${JSON.stringify(value)}`);
-  }
-  checkOptionKeys(`${path}.norm`, options, ['type', 'numGroups', 'requiresGrad']);
-  if (options.type !== 'BN' && options.type !== 'GN') {
-    throw new ConfigError(`${path}.norm.type: expected 'BN' or 'GN', got ${JSON.stringify(options.type)}`);
-  }
-  const numGroups = options.numGroups ?? 32;
-  requirePositiveInteger(`${path}.norm`, 'numGroups', numGroups);
-  return { type: options.type, numGroups, requiresGrad: options.requiresGrad ?? true };
-}
-
 /** Validates the common options and applies their defaults. `path` names the config in errors. */
 export function resolveResNetSettings(options: ResNetCommonOptions, path: string): ResNetSettings {
   let stageBlocks: number[];
@@ -198,17 +165,6 @@ export function resolveResNetSettings(options: ResNetCommonOptions, path: string
     stemChannels,
     stages,
   };
-}
-
-/** Builds a BatchNorm2d or GroupNorm over `channels` channels, optionally with a zero scale. */
-export function buildNorm(norm: ResolvedNorm, channels: number, path: string, zeroInit = false): NormLayer {
-  if (norm.type === 'BN') return new BatchNorm2d(channels, { weightInit: zeroInit ? 0 : 1 });
-  if (channels % norm.numGroups !== 0) {
-    throw new ConfigError(`${path}.norm.numGroups: ${norm.numGroups} groups do not divide a layer of ${channels} channels`);
-  }
-  const layer = new GroupNorm(norm.numGroups, channels);
-  if (zeroInit) layer.weight.assign(tf.zerosLike(layer.weight));
-  return layer;
 }
 
 /** 1x1 strided convolution and norm on the shortcut, named '0' and '1' like `nn.Sequential`. */

@@ -5,15 +5,8 @@ import { Conv2d } from '../../nn/layers.ts';
 import { ModuleList, type Module } from '../../nn/module.ts';
 import { BACKBONES } from '../../registry/index.ts';
 import { ConfigError } from '../../utils/errors.ts';
-import {
-  Bottleneck,
-  buildNorm,
-  RESNET_COMMON_OPTION_KEYS,
-  ResNetBackboneBase,
-  resolveResNetSettings,
-  type NormLayer,
-  type ResNetCommonOptions,
-} from './resnet_common.ts';
+import { buildNorm, type NormLayer } from '../norm.ts';
+import { Bottleneck, RESNET_COMMON_OPTION_KEYS, ResNetBackboneBase, resolveResNetSettings, type ResNetCommonOptions } from './resnet_common.ts';
 
 export interface RLAResNetOptions extends ResNetCommonOptions {
   /** Channels k of the RLA state h; default 32. */
