@@ -1,0 +1,152 @@
+/**
+ * Accumulation of per-image results into precision and recall (pycocotools'
+ * COCOeval.accumulate), for every IoU threshold, category, area range and maxDets.
+ */
+import { FALSE_POSITIVE, TRUE_POSITIVE, type EvaluationState } from './evaluate.ts';
+import type { Params } from './params.ts';
+
+/** numpy's np.spacing(1), added to precision denominators as pycocotools does. */
+const EPSILON = Number.EPSILON;
+
+/**
+ * Accumulated results. Arrays are row-major (C order) with the shapes in `counts`:
+ * precision and scores [T, R, K, A, M], recall [T, K, A, M], where T = iouThrs, R = recThrs,
+ * K = categories, A = area ranges and M = maxDets. Entries without ground truth are -1.
+ */
+export interface AccumulatedEval {
+  params: Params;
+  counts: [T: number, R: number, K: number, A: number, M: number];
+  /** Local time of accumulation as 'YYYY-MM-DD HH:MM:SS'. */
+  date: string;
+  precision: Float64Array;
+  recall: Float64Array;
+  /** Score of the detection at which each precision value was read. */
+  scores: Float64Array;
+}
+
+function formatDate(date: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
+
+/** Returns the first index i < length with sorted[i] >= value, or length (numpy's searchsorted, side='left'). */
+function searchSortedLeft(sorted: Float64Array, length: number, value: number): number {
+  let low = 0;
+  let high = length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (sorted[middle]! < value) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+export function accumulateEvaluation(state: EvaluationState): AccumulatedEval {
+  // Local copies: tsx compiles imported constants to getters, which are slow in the inner loop.
+  const truePositive = TRUE_POSITIVE;
+  const falsePositive = FALSE_POSITIVE;
+  const p = state.params;
+  const numThresholds = p.iouThrs.length;
+  const numRecallThresholds = p.recThrs.length;
+  const numCategories = state.categoryIds.length;
+  const numAreas = p.areaRng.length;
+  const numMaxDets = p.maxDets.length;
+  const numAllDts = state.dtIds.length;
+
+  const precision = new Float64Array(numThresholds * numRecallThresholds * numCategories * numAreas * numMaxDets).fill(-1);
+  const scores = new Float64Array(precision.length).fill(-1);
+  const recall = new Float64Array(numThresholds * numCategories * numAreas * numMaxDets).fill(-1);
+  const precisionIndex = (t: number, r: number, k: number, a: number, m: number) =>
+    (((t * numRecallThresholds + r) * numCategories + k) * numAreas + a) * numMaxDets + m;
+  const recallIndex = (t: number, k: number, a: number, m: number) => ((t * numCategories + k) * numAreas + a) * numMaxDets + m;
+
+  let recallAtDetection = new Float64Array(0);
+  let precisionAtDetection = new Float64Array(0);
+  let selected = new Int32Array(0);
+
+  for (let k = 0; k < numCategories; k++) {
+    const firstGroup = state.categoryGroupStart[k]!;
+    const endGroup = state.categoryGroupStart[k + 1]!;
+    if (firstGroup === endGroup) continue;
+
+    // Detections of this category over all images, concatenated in image order and sorted by
+    // descending score. Ties keep concatenation order, as numpy's stable mergesort does.
+    const dtStart = state.groups[firstGroup]!.dtStart;
+    const lastGroup = state.groups[endGroup - 1]!;
+    const numCategoryDts = lastGroup.dtStart + lastGroup.dts.length - dtStart;
+    const order = new Int32Array(numCategoryDts);
+    for (let n = 0; n < numCategoryDts; n++) order[n] = dtStart + n;
+    order.sort((x, y) => state.dtScores[y]! - state.dtScores[x]! || x - y);
+
+    if (selected.length < numCategoryDts) {
+      selected = new Int32Array(numCategoryDts);
+      recallAtDetection = new Float64Array(numCategoryDts);
+      precisionAtDetection = new Float64Array(numCategoryDts);
+    }
+
+    for (let m = 0; m < numMaxDets; m++) {
+      // The first maxDet detections of every image, still in global score order: cutting
+      // each image's list keeps the relative order of what remains.
+      const maxDet = p.maxDets[m]!;
+      let numSelected = 0;
+      for (let n = 0; n < numCategoryDts; n++) {
+        if (state.dtRanks[order[n]!]! < maxDet) selected[numSelected++] = order[n]!;
+      }
+
+      for (let a = 0; a < numAreas; a++) {
+        let numNonIgnoredGts = 0;
+        for (let g = firstGroup; g < endGroup; g++) numNonIgnoredGts += state.nonIgnoredGtCounts[g * numAreas + a]!;
+        if (numNonIgnoredGts === 0) continue;
+
+        for (let t = 0; t < numThresholds; t++) {
+          const outcomeRow = (a * numThresholds + t) * numAllDts;
+          let truePositives = 0;
+          let falsePositives = 0;
+          for (let n = 0; n < numSelected; n++) {
+            const outcome = state.dtOutcomes[outcomeRow + selected[n]!];
+            if (outcome === truePositive) truePositives++;
+            else if (outcome === falsePositive) falsePositives++;
+            recallAtDetection[n] = truePositives / numNonIgnoredGts;
+            precisionAtDetection[n] = truePositives / (falsePositives + truePositives + EPSILON);
+          }
+          recall[recallIndex(t, k, a, m)] = numSelected > 0 ? recallAtDetection[numSelected - 1]! : 0;
+
+          // Precision envelope: each value becomes the maximum precision at any higher recall.
+          for (let n = numSelected - 1; n > 0; n--) {
+            if (precisionAtDetection[n]! > precisionAtDetection[n - 1]!) {
+              precisionAtDetection[n - 1] = precisionAtDetection[n]!;
+            }
+          }
+
+          // Precision at each recall threshold. As in pycocotools, the first threshold beyond
+          // the reached recall and every later one get 0.
+          let reachable = true;
+          for (let r = 0; r < numRecallThresholds; r++) {
+            const index = precisionIndex(t, r, k, a, m);
+            const n = reachable ? searchSortedLeft(recallAtDetection, numSelected, p.recThrs[r]!) : numSelected;
+            if (n >= numSelected) {
+              reachable = false;
+              precision[index] = 0;
+              scores[index] = 0;
+              continue;
+            }
+            precision[index] = precisionAtDetection[n]!;
+            scores[index] = state.dtScores[selected[n]!]!;
+          }
+        }
+      }
+    }
+  }
+
+  return {
+    params: p,
+    counts: [numThresholds, numRecallThresholds, numCategories, numAreas, numMaxDets],
+    date: formatDate(new Date()),
+    precision,
+    recall,
+    scores,
+  };
+}

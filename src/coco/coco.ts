@@ -1,0 +1,264 @@
+/**
+ * COCO: an index over a COCO annotation file with pycocotools' lookup API (getAnnIds,
+ * getCatIds, getImgIds, loadAnns, loadCats, loadImgs, loadRes). The index stores whole
+ * annotation records and assumes no annotation kind, so boxes, masks and keypoints share it.
+ */
+import { DataError } from '../utils/errors.ts';
+import { readJsonFile } from './io.ts';
+import { resultsToAnnotations } from './results.ts';
+import type { CocoAnnotation, CocoCategory, CocoDataset, CocoImage } from './types.ts';
+import { describeValue } from './values.ts';
+
+/** Receiver of progress messages and warnings. The Logger from rladet's `getLogger(scope)` fits. */
+export interface CocoLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export interface CocoOptions {
+  /** Logger for the loading messages that pycocotools prints. Without it nothing is logged. */
+  logger?: CocoLogger;
+  /** Name of the data in error messages, such as a file path. Defaults to the path, or 'dataset' for an object. */
+  source?: string;
+}
+
+export interface GetAnnIdsFilter {
+  imgIds?: number | readonly number[];
+  catIds?: number | readonly number[];
+  /** [min, max] area, both bounds exclusive as in pycocotools' getAnnIds. */
+  areaRng?: readonly number[];
+  /** Keeps only annotations whose iscrowd equals this (a missing iscrowd counts as 0). */
+  iscrowd?: boolean | number | null;
+}
+
+export interface GetCatIdsFilter {
+  catNms?: string | readonly string[];
+  supNms?: string | readonly string[];
+  catIds?: number | readonly number[];
+}
+
+export interface GetImgIdsFilter {
+  imgIds?: number | readonly number[];
+  catIds?: number | readonly number[];
+}
+
+function toList<T>(value: T | readonly T[] | undefined): readonly T[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
+}
+
+/** Returns the annotation's iscrowd as a number, 0 when it is missing. */
+export function crowdFlag(annotation: CocoAnnotation): number {
+  return Number(annotation.iscrowd ?? 0);
+}
+
+export class COCO {
+  dataset: CocoDataset = {};
+  anns = new Map<number, CocoAnnotation>();
+  imgs = new Map<number, CocoImage>();
+  cats = new Map<number, CocoCategory>();
+  /** Annotations of each image id, in file order. */
+  imgToAnns = new Map<number, CocoAnnotation[]>();
+  /** Image id of every annotation of each category id, in file order and with repeats, as pycocotools keeps it. */
+  catToImgs = new Map<number, number[]>();
+  readonly source: string;
+  private readonly logger: CocoLogger | undefined;
+
+  /** Builds the index from a dataset object, from a `.json` / `.json.gz` path, or empty. */
+  constructor(dataset?: CocoDataset | string, options: CocoOptions = {}) {
+    this.logger = options.logger;
+    this.source = options.source ?? (typeof dataset === 'string' ? dataset : 'dataset');
+    if (dataset === undefined) return;
+
+    if (typeof dataset === 'string') {
+      this.logger?.info(`loading annotations from ${dataset}`);
+      const started = performance.now();
+      const parsed = readJsonFile(dataset);
+      this.logger?.info(`done (t=${((performance.now() - started) / 1000).toFixed(2)}s)`);
+      this.dataset = parsed as CocoDataset;
+    } else {
+      this.dataset = dataset;
+    }
+    this.createIndex();
+  }
+
+  static fromFile(path: string, options: CocoOptions = {}): COCO {
+    return new COCO(path, options);
+  }
+
+  /** Validates the dataset's record ids and (re)builds anns, imgs, cats, imgToAnns and catToImgs. */
+  createIndex(): void {
+    validateDataset(this.dataset, this.source);
+    const anns = new Map<number, CocoAnnotation>();
+    const imgs = new Map<number, CocoImage>();
+    const cats = new Map<number, CocoCategory>();
+    const imgToAnns = new Map<number, CocoAnnotation[]>();
+    const catToImgs = new Map<number, number[]>();
+
+    for (const annotation of this.dataset.annotations ?? []) {
+      pushToMap(imgToAnns, annotation.image_id, annotation);
+      anns.set(annotation.id, annotation);
+    }
+    for (const image of this.dataset.images ?? []) imgs.set(image.id, image);
+    for (const category of this.dataset.categories ?? []) cats.set(category.id, category);
+    if (this.dataset.annotations !== undefined && this.dataset.categories !== undefined) {
+      for (const annotation of this.dataset.annotations) {
+        pushToMap(catToImgs, annotation.category_id, annotation.image_id);
+      }
+    }
+
+    this.anns = anns;
+    this.imgs = imgs;
+    this.cats = cats;
+    this.imgToAnns = imgToAnns;
+    this.catToImgs = catToImgs;
+  }
+
+  /**
+   * Returns the ids of the annotations that pass every given filter, in file order
+   * (grouped by image when imgIds is given). An empty filter keeps everything.
+   */
+  getAnnIds(filter: GetAnnIdsFilter = {}): number[] {
+    const imgIds = toList(filter.imgIds);
+    const catIds = toList(filter.catIds);
+    const areaRng = filter.areaRng ?? [];
+
+    let anns: readonly CocoAnnotation[];
+    if (imgIds.length > 0) {
+      anns = imgIds.flatMap((imgId) => this.imgToAnns.get(imgId) ?? []);
+    } else {
+      anns = this.dataset.annotations ?? [];
+    }
+    if (catIds.length > 0) {
+      const requested = new Set(catIds);
+      anns = anns.filter((annotation) => requested.has(annotation.category_id));
+    }
+    if (areaRng.length > 0) {
+      const [low, high] = [areaRng[0]!, areaRng[1]!];
+      anns = anns.filter((annotation) => annotation.area !== undefined && annotation.area > low && annotation.area < high);
+    }
+    if (filter.iscrowd !== undefined && filter.iscrowd !== null) {
+      const crowd = Number(filter.iscrowd);
+      anns = anns.filter((annotation) => crowdFlag(annotation) === crowd);
+    }
+    return anns.map((annotation) => annotation.id);
+  }
+
+  /** Returns the ids of the categories that pass every given filter, in file order. */
+  getCatIds(filter: GetCatIdsFilter = {}): number[] {
+    const catNms = toList(filter.catNms);
+    const supNms = toList(filter.supNms);
+    const catIds = toList(filter.catIds);
+
+    let cats: readonly CocoCategory[] = this.dataset.categories ?? [];
+    if (catNms.length > 0) cats = cats.filter((category) => catNms.includes(category.name as string));
+    if (supNms.length > 0) cats = cats.filter((category) => supNms.includes(category.supercategory as string));
+    if (catIds.length > 0) cats = cats.filter((category) => catIds.includes(category.id));
+    return cats.map((category) => category.id);
+  }
+
+  /**
+   * Returns the image ids that are in `imgIds` (when given) and contain an annotation of every
+   * category in `catIds`. Without filters the ids come in file order. With filters they are
+   * sorted ascending, because pycocotools returns a set whose order is unspecified. As in
+   * pycocotools, imgIds without catIds come back unchecked against the dataset.
+   */
+  getImgIds(filter: GetImgIdsFilter = {}): number[] {
+    const imgIds = toList(filter.imgIds);
+    const catIds = toList(filter.catIds);
+    if (imgIds.length === 0 && catIds.length === 0) return [...this.imgs.keys()];
+
+    let ids = new Set(imgIds);
+    catIds.forEach((catId, index) => {
+      const withCategory = new Set(this.catToImgs.get(catId) ?? []);
+      if (index === 0 && ids.size === 0) {
+        ids = withCategory;
+      } else {
+        ids = new Set([...ids].filter((id) => withCategory.has(id)));
+      }
+    });
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  loadAnns(ids: number | readonly number[]): CocoAnnotation[] {
+    return toList(ids).map((id) => lookup(this.anns, id, 'annotation', this.source));
+  }
+
+  loadCats(ids: number | readonly number[]): CocoCategory[] {
+    return toList(ids).map((id) => lookup(this.cats, id, 'category', this.source));
+  }
+
+  loadImgs(ids: number | readonly number[]): CocoImage[] {
+    return toList(ids).map((id) => lookup(this.imgs, id, 'image', this.source));
+  }
+
+  /**
+   * Builds a COCO index of detection results on this ground truth, as pycocotools' loadRes
+   * does for box results. Each result becomes an annotation with id 1..n in input order,
+   * iscrowd 0 and area w * h. A result without segmentation gets its box as a polygon.
+   * The index shares this dataset's images and copies its categories. The results are not
+   * modified. Throws DataError naming the result index and field of an invalid result, or
+   * listing the image ids that are not in this dataset.
+   */
+  loadRes(results: string | readonly unknown[]): COCO {
+    const source = typeof results === 'string' ? results : 'results';
+    this.logger?.info('loading and preparing results');
+    const started = performance.now();
+    const records = typeof results === 'string' ? readJsonFile(results) : results;
+    const annotations = resultsToAnnotations(records, this, source);
+
+    const dataset: CocoDataset = {
+      images: [...(this.dataset.images ?? [])],
+      categories: structuredClone(this.dataset.categories ?? []),
+      annotations,
+    };
+    const res = new COCO(dataset, { source, ...(this.logger !== undefined ? { logger: this.logger } : {}) });
+    this.logger?.info(`done (t=${((performance.now() - started) / 1000).toFixed(2)}s)`);
+    return res;
+  }
+}
+
+function pushToMap<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else list.push(value);
+}
+
+function lookup<T>(map: Map<number, T>, id: number, kind: string, source: string): T {
+  const value = map.get(id);
+  if (value === undefined) throw new DataError(`${source}: ${kind} id ${describeValue(id)} not found`);
+  return value;
+}
+
+const REQUIRED_ID_FIELDS = {
+  images: ['id'],
+  annotations: ['id', 'image_id', 'category_id'],
+  categories: ['id'],
+} as const;
+
+/** Checks that the dataset is an object whose images, annotations and categories carry numeric ids. */
+function validateDataset(dataset: unknown, source: string): asserts dataset is CocoDataset {
+  if (typeof dataset !== 'object' || dataset === null || Array.isArray(dataset)) {
+    throw new DataError(`${source}: expected a COCO dataset object, found ${describeValue(dataset)}`);
+  }
+  const record = dataset as Record<string, unknown>;
+  for (const [key, fields] of Object.entries(REQUIRED_ID_FIELDS)) {
+    const list = record[key];
+    if (list === undefined) continue;
+    if (!Array.isArray(list)) {
+      throw new DataError(`${source}: '${key}' must be an array, found ${describeValue(list)}`);
+    }
+    for (let index = 0; index < list.length; index++) {
+      const entry: unknown = list[index];
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+        throw new DataError(`${source}: ${key}[${index}]: expected an object, found ${describeValue(entry)}`);
+      }
+      for (const field of fields) {
+        const value = (entry as Record<string, unknown>)[field];
+        if (typeof value !== 'number' || !Number.isFinite(value)) {
+          throw new DataError(`${source}: ${key}[${index}].${field}: expected a number, found ${describeValue(value)}`);
+        }
+      }
+    }
+  }
+}
