@@ -1,5 +1,5 @@
-// Hand-made boundary cases for COCOeval with answers computed by hand from pycocotools' rules.
-// Boxes are [x, y, width, height]; identical boxes have IoU 1, disjoint boxes IoU 0.
+// Hand-made boundary cases for COCOeval. The expected values are computed by hand from
+// pycocotools' rules. Boxes are [x, y, width, height]. Identical boxes have IoU 1, disjoint ones 0.
 import test, { type ExecutionContext } from 'ava';
 
 import { COCO, COCOeval, type CocoAnnotation, type CocoDataset, type CocoResult } from '../../../src/coco/index.ts';
@@ -90,8 +90,8 @@ test('crowd region matches two detections', (t) => {
     detection(1, [60, 60, 20, 20], 0.7),
   ]);
 
-  // Both detections inside the crowd region match it and are ignored; were the region used up,
-  // the second would be a false positive ahead of the hit and AP would be 0.5.
+  // Both detections inside the crowd region match it and are ignored. If the first match used
+  // the region up, the second would be a false positive ahead of the hit, and AP would be 0.5.
   assertNear(t, evaluator.stats[0], 1, 'stats[0]');
   const record = evaluator.getEvalImgs()[0]!;
   t.deepEqual(record.gtIds, [2, 1]);

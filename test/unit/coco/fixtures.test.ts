@@ -59,8 +59,11 @@ for (const fixture of cases) {
         ['AP75', row.ap75, expected.AP75],
         ['AR100', row.ar, expected.AR100],
       ];
-      for (const [metric, actual, wanted] of pairs) {
-        t.true(Math.abs(actual - wanted) < TOLERANCE, `category ${row.categoryId} ${metric}: ${actual} != ${wanted}`);
+      for (const [metric, actual, expectedValue] of pairs) {
+        t.true(
+          Math.abs(actual - expectedValue) < TOLERANCE,
+          `category ${row.categoryId} ${metric}: ${actual} != ${expectedValue}`,
+        );
       }
       t.is(row.maxDets, 100);
     });
@@ -84,14 +87,14 @@ test('dev40 precision and recall tables equal pycocotools', (t) => {
           for (let r = 0; r < R; r++) sum += evaluation.precision[(((iou * R + r) * K + k) * A + a) * M + m]!;
           const first = evaluation.precision[((iou * R * K + k) * A + a) * M + m]!;
           const meanPrecision = first === -1 ? -1 : sum / R;
-          const wantedPrecision = reference.ap_tkam![iou]![k]![a]![m]!;
+          const expectedPrecision = reference.ap_tkam![iou]![k]![a]![m]!;
           const recall = evaluation.recall[((iou * K + k) * A + a) * M + m]!;
-          const wantedRecall = reference.recall_tkam![iou]![k]![a]![m]!;
-          if (Math.abs(meanPrecision - wantedPrecision) >= TOLERANCE) {
-            t.fail(`precision [${iou}][${k}][${a}][${m}]: ${meanPrecision} != ${wantedPrecision}`);
+          const expectedRecall = reference.recall_tkam![iou]![k]![a]![m]!;
+          if (Math.abs(meanPrecision - expectedPrecision) >= TOLERANCE) {
+            t.fail(`precision [${iou}][${k}][${a}][${m}]: ${meanPrecision} != ${expectedPrecision}`);
           }
-          if (Math.abs(recall - wantedRecall) >= TOLERANCE) {
-            t.fail(`recall [${iou}][${k}][${a}][${m}]: ${recall} != ${wantedRecall}`);
+          if (Math.abs(recall - expectedRecall) >= TOLERANCE) {
+            t.fail(`recall [${iou}][${k}][${a}][${m}]: ${recall} != ${expectedRecall}`);
           }
           checked++;
         }

@@ -25,8 +25,8 @@ test('linspace handles one and zero points', (t) => {
 });
 
 test('pairwiseSum uses eight accumulators', (t) => {
-  // 1 plus eight halves of an ulp: adding them one by one loses every half (ties round to
-  // even), but numpy adds pairs first: ((1 + h) + (h + h)) + ((h + h) + (h + h)) + h.
+  // 1 plus eight halves of an ulp (h). Added one by one, every half is lost to round-half-even.
+  // numpy adds pairs first: ((1 + h) + (h + h)) + ((h + h) + (h + h)), then the last h.
   const half = 2 ** -53;
   const values = [1, half, half, half, half, half, half, half, half];
   let sequential = 0;
