@@ -15,6 +15,7 @@ export interface BackboneTypes {}
 export interface NeckTypes {}
 export interface DenseHeadTypes {}
 export interface DetectorTypes {}
+export interface ClassifierTypes {}
 export interface DatasetTypes {}
 export interface TransformTypes {}
 export interface LossTypes {}
@@ -30,6 +31,7 @@ export type BackboneConfig = ConfigOf<BackboneTypes>;
 export type NeckConfig = ConfigOf<NeckTypes>;
 export type DenseHeadConfig = ConfigOf<DenseHeadTypes>;
 export type DetectorConfig = ConfigOf<DetectorTypes>;
+export type ClassifierConfig = ConfigOf<ClassifierTypes>;
 export type DatasetConfig = ConfigOf<DatasetTypes>;
 export type TransformConfig = ConfigOf<TransformTypes>;
 export type LossConfig = ConfigOf<LossTypes>;

@@ -2,6 +2,7 @@
  * The component registries. Each module registers itself when imported; importing
  * `src/index.ts` registers every built-in component.
  */
+import type { Classifier } from '../models/classifiers/types.ts';
 import type { Backbone, Detector, Neck } from '../models/types.ts';
 import { Registry } from './registry.ts';
 
@@ -12,6 +13,7 @@ export const NECKS = new Registry<Neck>('NECKS');
 export const DENSE_HEADS = new Registry<unknown>('DENSE_HEADS');
 export const ROI_HEADS = new Registry<unknown>('ROI_HEADS');
 export const DETECTORS = new Registry<Detector>('DETECTORS');
+export const CLASSIFIERS = new Registry<Classifier>('CLASSIFIERS');
 export const DATASETS = new Registry<unknown>('DATASETS');
 export const TRANSFORMS = new Registry<unknown>('TRANSFORMS');
 export const LOSSES = new Registry<unknown>('LOSSES');
