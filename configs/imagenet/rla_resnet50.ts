@@ -1,0 +1,16 @@
+/**
+ * RLA-ResNet-50 ImageNet classifier at 224x224, for parameter and multiply-add counts:
+ *   npx tsx tools/get_flops.ts configs/imagenet/rla_resnet50.ts
+ */
+import type { ClassifierConfig } from '../../src/config/component_types.ts';
+import { defineConfig } from '../../src/config/config.ts';
+
+export default defineConfig({
+  model: {
+    type: 'ImageClassifier',
+    // Batch statistics in training mode, as in an ImageNet classifier.
+    backbone: { type: 'RLAResNet', depth: 50, normEval: false },
+    numClasses: 1000,
+  } satisfies ClassifierConfig,
+  inputShape: [224, 224],
+});
