@@ -1,6 +1,7 @@
 import { checkOptionKeys } from '../../config/config.ts';
 import { ANCHOR_GENERATORS } from '../../registry/index.ts';
 import { ConfigError } from '../../utils/errors.ts';
+import type { PriorGenerator } from './types.ts';
 
 /**
  * MMDetection 2.x `AnchorGenerator`. For a level with base size b, each ratio r and scale s
@@ -37,7 +38,7 @@ declare module '../../config/component_types.ts' {
 const OPTION_KEYS = ['strides', 'ratios', 'scales', 'baseSizes', 'scaleMajor', 'octaveBaseScale', 'scalesPerOctave', 'centerOffset'] as const;
 
 /** Anchors of every feature-map level, computed on demand and cached by feature-map size. */
-export class AnchorGenerator {
+export class AnchorGenerator implements PriorGenerator {
   readonly strides: ReadonlyArray<readonly [number, number]>;
   readonly ratios: readonly number[];
   readonly scales: readonly number[];

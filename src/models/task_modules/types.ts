@@ -38,3 +38,14 @@ export interface AssignInput {
 export interface Assigner {
   assign(input: AssignInput): AssignResult;
 }
+
+/** Generates anchors ("priors") for every feature-map level, as MMDetection's prior generators. */
+export interface PriorGenerator {
+  readonly numLevels: number;
+  /** Anchors per feature-map cell at each level. */
+  readonly numBaseAnchors: number[];
+  /** Anchors `[H * W * A, 4]` of each level for feature maps of the given `[H, W]` sizes. */
+  gridAnchors(featmapSizes: ReadonlyArray<readonly [number, number]>): Float32Array[];
+  /** Per-anchor flags (1 valid, 0 not) of each level for one image of padded size `padShape = [H, W]`. */
+  validFlags(featmapSizes: ReadonlyArray<readonly [number, number]>, padShape: readonly [number, number]): Uint8Array[];
+}
