@@ -135,8 +135,8 @@ export abstract class AnchorHead extends Module implements DenseHead {
     this.inChannels = requirePositiveInteger(path, 'inChannels', options.inChannels);
     this.featChannels = requirePositiveInteger(path, 'featChannels', options.featChannels ?? defaults.featChannels);
 
-    this.anchorGenerator = ANCHOR_GENERATORS.build(options.anchorGenerator ?? defaults.anchorGenerator, `${path}.anchorGenerator`) as PriorGenerator;
-    this.bboxCoder = BOX_CODERS.build(options.bboxCoder ?? defaults.bboxCoder, `${path}.bboxCoder`) as BoxCoder;
+    this.anchorGenerator = ANCHOR_GENERATORS.build(options.anchorGenerator ?? defaults.anchorGenerator, `${path}.anchorGenerator`);
+    this.bboxCoder = BOX_CODERS.build(options.bboxCoder ?? defaults.bboxCoder, `${path}.bboxCoder`);
     this.lossCls = LOSSES.build(options.lossCls ?? defaults.lossCls, `${path}.lossCls`) as ClassificationLoss;
     this.lossBbox = LOSSES.build(options.lossBbox ?? defaults.lossBbox, `${path}.lossBbox`) as Loss;
     this.useSigmoidCls = this.lossCls.useSigmoid === true;
@@ -149,7 +149,7 @@ export abstract class AnchorHead extends Module implements DenseHead {
     this.numBaseAnchors = counts[0]!;
 
     this.trainCfg = resolveTrainConfig(options.trainCfg, defaults.trainCfg, `${path}.trainCfg`);
-    this.assigner = ASSIGNERS.build(this.trainCfg.assigner, `${path}.trainCfg.assigner`) as Assigner;
+    this.assigner = ASSIGNERS.build(this.trainCfg.assigner, `${path}.trainCfg.assigner`);
     this.testCfg = resolveTestConfig(options.testCfg, defaults.testCfg, `${path}.testCfg`);
   }
 
