@@ -34,7 +34,10 @@ export interface NmsConfig {
 export interface AnchorHeadTestConfig {
   /** Candidates kept per level before NMS (all when <= 0). */
   nmsPre?: number;
-  /** Boxes whose width or height is not above this (in original-image pixels) are dropped; 0 keeps all. */
+  /**
+   * Boxes whose width or height is not above this, in resized-image pixels, are dropped (as
+   * MMDetection's RPN does). The default 0 keeps all, as MMDetection's RetinaNet does.
+   */
   minBboxSize?: number;
   /** Candidates need a score strictly above this. */
   scoreThr?: number;
@@ -191,6 +194,7 @@ export abstract class AnchorHead extends Module implements DenseHead {
       const { gtInds } = this.assigner.assign(assignInput);
 
       // Every non-ignored anchor is a sample (MMDetection's PseudoSampler).
+      // TODO: samplers (RPN's RandomSampler) are not supported yet, although `sampling` sets the normaliser.
       const positives: number[] = [];
       let negatives = 0;
       const offset = image * numAnchors;
@@ -279,8 +283,8 @@ export abstract class AnchorHead extends Module implements DenseHead {
    * Detects objects in each image, in original-image coordinates (MMDetection >= 2.18
    * `_get_bboxes_single` with rescale). Per level: class scores, the `nmsPre` highest
    * (anchor, class) pairs above `scoreThr`, decoded and clipped to `imageShape`. Then the
-   * levels are joined, flips undone, boxes divided by the scale factor, class-wise NMS applied
-   * and the `maxPerImg` best kept.
+   * levels are joined, boxes not larger than `minBboxSize` dropped, flips undone, boxes
+   * divided by the scale factor, class-wise NMS applied and the `maxPerImg` best kept.
    */
   async predict(features: tf.Tensor4D[], metas: ImageMeta[]): Promise<Detections[]> {
     const batchSize = this.checkBatch(features, metas);
@@ -344,9 +348,9 @@ export abstract class AnchorHead extends Module implements DenseHead {
     const boxes = concatFloat32(boxParts);
     const scores = concatFloat32(scoreParts);
     const labels = concatInt32(labelParts);
-    mapToOriginal(boxes, meta);
     const kept = keepLargeBoxes(boxes, cfg.minBboxSize);
     const candidates = kept === null ? { boxes, scores, labels } : pickRows({ boxes, scores, labels }, kept);
+    mapToOriginal(candidates.boxes, meta);
     const keep = batchedNms(candidates.boxes, candidates.scores, candidates.labels, cfg.nms.iouThreshold).subarray(0, cfg.maxPerImg);
     return pickRows(candidates, keep);
   }

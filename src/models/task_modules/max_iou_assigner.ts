@@ -17,6 +17,8 @@ import type { AssignInput, AssignResult, Assigner } from './types.ts';
  * With `ignoreIofThr` > 0, candidates that overlap an ignore region by more than that IoF get
  * IoU -1 with every ground-truth box first, so they stay -1 unless step 4 picks them.
  * IoU is computed in float64 with MMDetection's union floor of 1e-6, so degenerate pairs give 0.
+ * NOTE: MMDetection computes IoU in float32, so a candidate whose IoU lies within float32
+ * rounding of a threshold, or of a tie, can be assigned differently.
  */
 
 export interface MaxIoUAssignerOptions {

@@ -318,7 +318,7 @@ test.serial('predict undoes horizontal flip', async (t) => {
   tf.dispose(features);
 });
 
-test.serial('predict applies nmsPre, NMS and maxPerImg', async (t) => {
+test.serial('predict applies thresholds, NMS and caps', async (t) => {
   // Deltas move anchor 1 onto anchor 0's place: same box, same class.
   const deltas = [[0, 0, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]];
   const logits = [
@@ -337,6 +337,9 @@ test.serial('predict applies nmsPre, NMS and maxPerImg', async (t) => {
   t.deepEqual(rounded(topOne[0]!.scores), [0.9]);
   const capped = await new FixedOutputHead(logits, deltas, { maxPerImg: 1, nms: { iouThreshold: 1 } }).predict(features, [meta32]);
   t.deepEqual(rounded(capped[0]!.scores), [0.9]);
+  // Anchor 0's box is clipped to 8x8, which is not larger than 8; anchor 3's box is 16x16.
+  const large = await new FixedOutputHead(logits, deltas, { minBboxSize: 8 }).predict(features, [meta32]);
+  t.deepEqual(rounded(large[0]!.scores), [0.9]);
   const none = await new FixedOutputHead(logits, deltas, { scoreThr: 0.95 }).predict(features, [meta32]);
   t.is(none[0]!.boxes.length, 0);
   t.true(none[0]!.labels instanceof Int32Array);
