@@ -348,8 +348,8 @@ export abstract class AnchorHead extends Module implements DenseHead {
     const boxes = concatFloat32(boxParts);
     const scores = concatFloat32(scoreParts);
     const labels = concatInt32(labelParts);
-    const kept = keepLargeBoxes(boxes, cfg.minBboxSize);
-    const candidates = kept === null ? { boxes, scores, labels } : pickRows({ boxes, scores, labels }, kept);
+    const largeRows = keepLargeBoxes(boxes, cfg.minBboxSize);
+    const candidates = largeRows === null ? { boxes, scores, labels } : pickRows({ boxes, scores, labels }, largeRows);
     mapToOriginal(candidates.boxes, meta);
     const keep = batchedNms(candidates.boxes, candidates.scores, candidates.labels, cfg.nms.iouThreshold).subarray(0, cfg.maxPerImg);
     return pickRows(candidates, keep);
