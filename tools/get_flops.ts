@@ -12,11 +12,7 @@ import { loadConfig } from '../src/config/config.ts';
 import { CLASSIFIERS, DETECTORS } from '../src/registry/index.ts';
 import { ConfigError } from '../src/utils/errors.ts';
 import { runMain, UsageError } from '../src/utils/cli.ts';
-// TODO: import src/index.ts instead once it registers every component, so that detector configs build too.
-import '../src/models/backbones/resnet.ts';
-import '../src/models/backbones/rla_resnet.ts';
-import '../src/models/classifiers/image_classifier.ts';
-import '../src/models/necks/fpn.ts';
+import '../src/register_all.ts';
 
 const USAGE = `usage: npx tsx tools/get_flops.ts CONFIG [options]
 

@@ -10,10 +10,11 @@ import { closestName } from '../utils/strings.ts';
 
 /**
  * Configs are TypeScript modules whose default export is a plain object. A leaf config
- * imports its bases and calls `extend(base, patch)`: objects merge key by key, arrays and
+ * imports its base and calls `extend(base, patch)`: objects merge key by key, arrays and
  * scalars replace, and a subtree wrapped in `replace(...)` replaces the base's subtree whole
- * (MMDetection's `_delete_=True`). Changing a component's `type` without `replace` is an
- * error, because the base's other options would silently carry over to the new component.
+ * (MMDetection's `_delete_=True`), which is how a leaf drops options of the base. A patch may
+ * change a component's `type` and keep the base's other options, as MMDetection's merge
+ * does; options that the new component does not accept fail when it is built, naming the key.
  */
 
 const REPLACE = Symbol('rladet.replace');
@@ -29,7 +30,7 @@ export function replace<T extends object>(value: T): Replaced<T> {
 export type Patch<T> = T extends readonly unknown[]
   ? T
   : T extends object
-    ? { [K in keyof T]?: Patch<T[K]> | Replaced<NonNullable<T[K]>> } & Record<string, unknown>
+    ? { [K in keyof T]?: Patch<T[K]> | Replaced<NonNullable<T[K]>> }
     : T;
 
 /** Identity function that fixes a config's type; use it for the default export of a config file. */
@@ -55,25 +56,19 @@ function stripMarkers(value: unknown): unknown {
   return value;
 }
 
-function mergeInto(base: unknown, patch: unknown, path: string): unknown {
+function mergeInto(base: unknown, patch: unknown): unknown {
   if (isReplaced(patch)) return stripMarkers(patch);
   if (!isPlainObject(base) || !isPlainObject(patch)) return stripMarkers(patch);
-  if (typeof base['type'] === 'string' && typeof patch['type'] === 'string' && base['type'] !== patch['type']) {
-    throw new ConfigError(
-      `${path || '<root>'}.type: changing '${base['type']}' to '${patch['type']}' needs replace({...}) around the new subtree, ` +
-        `so that options of '${base['type']}' do not carry over`,
-    );
-  }
   const result: Record<string, unknown> = { ...(stripMarkers(base) as Record<string, unknown>) };
   for (const [key, value] of Object.entries(patch)) {
-    result[key] = key in result ? mergeInto(result[key], value, path ? `${path}.${key}` : key) : stripMarkers(value);
+    result[key] = key in result ? mergeInto(result[key], value) : stripMarkers(value);
   }
   return result;
 }
 
 /** Returns a new config: `base` with `patch` merged in (see the module comment for the rules). */
 export function extend<T extends object>(base: T, patch: Patch<T>): T {
-  return mergeInto(base, patch, '') as T;
+  return mergeInto(base, patch) as T;
 }
 
 /** Loads a config module (a `.ts` or `.js` file whose default export is the config) and returns a deep copy. */

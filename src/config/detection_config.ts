@@ -25,8 +25,10 @@ export interface DetectionConfig {
 
 export interface DataConfig {
   imagesPerBatch: number;
-  /** Batches decoded ahead of the training step. */
+  /** Batches loaded ahead of the training step (default 2). */
   prefetch?: number;
+  /** Worker threads that run the data pipeline (default 0: the main thread). */
+  workers?: number;
   train: DatasetConfig;
   val: DatasetConfig;
   test: DatasetConfig;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import type { Detector, GroundTruth, ImageMeta } from '../models/types.ts';
+import '../backends/register_gradients.ts';
 import { NonFiniteLossError } from '../utils/errors.ts';
 import { SGD, clipGradNorm } from './optimizer.ts';
 

@@ -1,0 +1,79 @@
+import type { BackboneConfig } from '../../src/config/component_types.ts';
+import { imgNormCfg } from '../_base_/datasets/coco_detection.ts';
+import { defineConfig, extend, replace } from '../../src/config/config.ts';
+import type { DetectionConfig } from '../../src/config/detection_config.ts';
+import base from '../rla_resnet/retinanet_rla_r50_fpn_1x_coco.ts';
+
+/**
+ * Quick start: a small RLA-ResNet RetinaNet trained from scratch on the 26 bundled coco-mini
+ * photos and evaluated on the same photos. No pretrained weights are available offline, so
+ * the backbone is narrow and shallow, every norm layer trains (group norm, independent of the
+ * two-image batches), images are small, and the score measures how well the model memorises
+ * these photos, not how it generalises.
+ */
+const scale: [number, number] = [512, 320];
+const root = 'data/coco-mini/';
+const dataset = (pipeline: DetectionConfig['data']['train']['pipeline'], testMode: boolean) => ({
+  type: 'CocoDataset' as const,
+  annFile: `${root}annotations/instances_train2017.json`,
+  imgPrefix: `${root}train2017/`,
+  pipeline,
+  testMode,
+});
+
+export default defineConfig(
+  extend(base, {
+    model: {
+      backbone: replace<BackboneConfig>({
+        type: 'RLAResNet',
+        stageBlocks: [1, 1, 1, 1],
+        baseChannels: 16,
+        frozenStages: -1,
+        normEval: false,
+        norm: { type: 'GN', numGroups: 8 },
+      }),
+      neck: { inChannels: [64, 128, 256, 512], outChannels: 64 },
+      bboxHead: { inChannels: 64, featChannels: 64, stackedConvs: 2, norm: { type: 'GN', numGroups: 8 } },
+    },
+    data: replace({
+      imagesPerBatch: 2,
+      prefetch: 2,
+      train: dataset(
+        [
+          { type: 'LoadImageFromFile' },
+          { type: 'LoadAnnotations', withBbox: true },
+          { type: 'Resize', imgScale: scale, keepRatio: true },
+          { type: 'Normalize', ...imgNormCfg },
+          { type: 'Pad', sizeDivisor: 32 },
+        ],
+        false,
+      ),
+      val: dataset(
+        [
+          { type: 'LoadImageFromFile' },
+          { type: 'Resize', imgScale: scale, keepRatio: true },
+          { type: 'Normalize', ...imgNormCfg },
+          { type: 'Pad', sizeDivisor: 32 },
+        ],
+        true,
+      ),
+      test: dataset(
+        [
+          { type: 'LoadImageFromFile' },
+          { type: 'Resize', imgScale: scale, keepRatio: true },
+          { type: 'Normalize', ...imgNormCfg },
+          { type: 'Pad', sizeDivisor: 32 },
+        ],
+        true,
+      ),
+    }),
+    optimizer: { lr: 0.02 },
+    lrConfig: { warmupIters: 100, step: [40, 55] },
+    runner: { maxEpochs: 60 },
+    autoScaleLr: { enable: false },
+    logConfig: { interval: 13 },
+    evaluation: { interval: 20 },
+    checkpointConfig: { interval: 10 },
+    backend: 'wasm',
+  }),
+);

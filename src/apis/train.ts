@@ -1,0 +1,101 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { initBackend, type BackendChoice } from '../backends/index.ts';
+import { dumpConfig } from '../config/config.ts';
+import type { DetectionConfig } from '../config/detection_config.ts';
+import { loadCheckpoint } from '../engine/checkpoint.ts';
+import { runTraining, type TrainSummary } from '../engine/runner.ts';
+import { setInitSeed } from '../nn/init.ts';
+import { addLogSink, getLogger } from '../utils/logger.ts';
+import { buildDataset, buildDetector, buildLoader } from './build.ts';
+import { evaluateDetector, type BboxEvaluation } from './evaluation.ts';
+
+const logger = getLogger('train');
+
+export interface TrainRunOptions {
+  workDir: string;
+  /** Checkpoint path to resume from, or 'latest' for the newest in the work dir. */
+  resumeFrom?: string;
+  /** Weights to start from (no optimizer state, epoch 0), like MMDetection's load_from. */
+  loadFrom?: string;
+  /** Evaluate on `data.val` after each `evaluation.interval` epochs (default true). */
+  validate?: boolean;
+  backend?: BackendChoice;
+}
+
+export interface TrainRunResult extends TrainSummary {
+  /** The last evaluation, with its table and per-category numbers. */
+  evaluation?: BboxEvaluation;
+}
+
+function timestampForFile(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+}
+
+/**
+ * Trains the detector of a resolved config: sets up the work dir (log file, resolved config),
+ * the backend, the model, the data and the evaluation, then runs the epoch loop.
+ */
+export async function trainFromConfig(config: DetectionConfig, options: TrainRunOptions): Promise<TrainRunResult> {
+  const { workDir } = options;
+  mkdirSync(workDir, { recursive: true });
+  const logPath = join(workDir, `${timestampForFile()}.log`);
+  const removeSink = addLogSink((line) => appendFileSync(logPath, line + '\n'));
+  try {
+    await dumpConfig(config, join(workDir, 'config.json'));
+    const backend = await initBackend(options.backend ?? config.backend ?? 'auto');
+    logger.info(`work dir ${workDir}; log ${logPath}; backend ${backend.name}`);
+
+    const seed = config.seed ?? 0;
+    setInitSeed(seed);
+    const model = buildDetector(config.model);
+    try {
+      const loadFrom = options.loadFrom ?? config.loadFrom ?? undefined;
+      if (loadFrom !== undefined && loadFrom !== null && options.resumeFrom === undefined) {
+        await loadCheckpoint(loadFrom, model);
+        logger.info(`loaded weights from ${loadFrom}`);
+      }
+      logger.info(`model ${config.model.type}: ${model.countParameters().toLocaleString('en-US')} parameters`);
+
+      const trainSet = buildDataset(config.data.train, 'data.train');
+      const trainLoader = buildLoader(trainSet, config.data, 'train', seed);
+      let lastEvaluation: BboxEvaluation | undefined;
+      const validate = options.validate ?? true;
+      const valSet = validate ? buildDataset(config.data.val, 'data.val') : undefined;
+      const valLoader = valSet === undefined ? undefined : buildLoader(valSet, config.data, 'test', seed);
+      try {
+        const summary = await runTraining({
+          model,
+          config,
+          workDir,
+          trainLoader: {
+            numBatches: trainLoader.numBatches(0),
+            batchSize: trainLoader.batchSize,
+            epoch: (epoch) => trainLoader.iterate(epoch),
+          },
+          ...(valSet === undefined || valLoader === undefined
+            ? {}
+            : {
+                evaluate: async (detector, epoch) => {
+                  const evaluation = await evaluateDetector(detector, valSet, valLoader);
+                  lastEvaluation = evaluation;
+                  logger.info(`evaluation after epoch ${epoch}:\n${evaluation.table}`);
+                  logger.info(`bbox_mAP_copypaste: ${evaluation.copypaste}`);
+                  return evaluation.metrics;
+                },
+              }),
+          ...(options.resumeFrom === undefined ? {} : { resumeFrom: options.resumeFrom }),
+        });
+        return { ...summary, ...(lastEvaluation === undefined ? {} : { evaluation: lastEvaluation }) };
+      } finally {
+        await trainLoader.close();
+        await valLoader?.close();
+      }
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    removeSink();
+  }
+}

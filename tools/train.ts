@@ -1,0 +1,64 @@
+/**
+ * Trains a detector from a config file.
+ *
+ *   tsx tools/train.ts CONFIG [--work-dir DIR] [--resume[=CHECKPOINT]] [--load-from CHECKPOINT]
+ *       [--backend auto|tensorflow|wasm|cpu] [--no-validate] [--cfg-options key=value ...]
+ */
+import { defaultWorkDir, loadDetectionConfig } from '../src/apis/config_loading.ts';
+import { trainFromConfig } from '../src/apis/train.ts';
+import { BACKEND_CHOICES, type BackendChoice } from '../src/backends/index.ts';
+import { UsageError, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
+
+const USAGE = `usage: tsx tools/train.ts CONFIG [options]
+
+Trains the detector of CONFIG (a TypeScript config file, e.g. configs/retinanet/retinanet_rla_r50_fpn_1x_coco.ts).
+
+options:
+  --work-dir DIR            where logs, metrics.jsonl, config.json and checkpoints go
+                            (default: work_dirs/<config name>)
+  --resume[=CHECKPOINT]     continue a run: from CHECKPOINT, or from the newest epoch_N.safetensors
+                            in the work dir; restores weights, optimizer state, epoch and iteration
+  --load-from CHECKPOINT    start from these weights (epoch 0, fresh optimizer)
+  --backend NAME            auto | tensorflow | wasm | cpu (default: the config's backend, else auto:
+                            tfjs-node-gpu, then tfjs-node, then wasm)
+  --no-validate             skip the evaluation after each epoch
+  --cfg-options K=V ...     override config values, e.g. data.imagesPerBatch=4 runner.maxEpochs=1
+                            (values are parsed as JSON when they parse, else kept as strings)
+  -h, --help                show this help`;
+
+async function main(): Promise<void> {
+  const { rest, values: overrides } = takeMultiValueOption(process.argv.slice(2), '--cfg-options');
+  const argv = rest.map((arg) => (arg === '--resume' ? '--resume=latest' : arg));
+  const { values, positionals } = parseCommandLine({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'work-dir': { type: 'string' },
+      resume: { type: 'string' },
+      'load-from': { type: 'string' },
+      backend: { type: 'string' },
+      'no-validate': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  if (positionals.length !== 1) throw new UsageError(`expected one CONFIG argument, got ${positionals.length}`);
+  const backend = values.backend;
+  if (backend !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backend)) {
+    throw new UsageError(`--backend: '${backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
+  }
+  const configPath = positionals[0]!;
+  const config = await loadDetectionConfig(configPath, overrides);
+  await trainFromConfig(config, {
+    workDir: values['work-dir'] ?? defaultWorkDir(configPath),
+    validate: !values['no-validate'],
+    ...(values.resume === undefined ? {} : { resumeFrom: values.resume }),
+    ...(values['load-from'] === undefined ? {} : { loadFrom: values['load-from'] }),
+    ...(backend === undefined ? {} : { backend: backend as BackendChoice }),
+  });
+}
+
+runMain(main, USAGE);
