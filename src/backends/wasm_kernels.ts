@@ -16,6 +16,9 @@
  * The tfjs-node 'tensorflow' backend registers native versions of all five kernels
  * (Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, UnsortedSegmentSum, Tile), so
  * replacing them on wasm leaves the GPU path as it is.
+ *
+ * NOTE: the wasm ResizeNearestNeighborGrad is kept although it ignores halfPixelCenters. It is
+ * correct for the default halfPixelCenters = false that FPN upsampling uses.
  */
 import { type KernelConfig, type KernelFunc, getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';

@@ -8,7 +8,9 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
  * It replaces the MaxPoolGrad of tfjs-backend-wasm 4.22, which starts its running maximum at
  * std::numeric_limits<float>::min() (the smallest positive float) and keeps the last of equal
  * values. That kernel misroutes the gradient of every window whose values are all zero or
- * negative, such as all-zero windows after a ReLU.
+ * negative, such as all-zero windows after a ReLU. It is also slower: for a 2x400x672x64 input
+ * with a 3x3/2 window it took 2.6 s and this loop 0.5 s (single-threaded wasm on a shared
+ * 2-core x86 machine).
  */
 export function maxPoolGrad(args: { inputs: MaxPoolGradInputs; backend: BackendWasm; attrs: MaxPoolGradAttrs }): TensorInfo {
   const { inputs, backend, attrs } = args;
