@@ -12,17 +12,15 @@
  * tens of seconds per call at these shapes, and the network step runs on cpu only with
  * --cpu-network (over two minutes).
  */
-import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 
 import { registerCpuKernelFixes } from '../src/backends/cpu_kernels.ts';
+import '../src/backends/register_gradients.ts';
 import { originalConv2dBackpropInputKernel, registerWasmTrainingKernels } from '../src/backends/wasm_kernels.ts';
 
-// The Node build of tfjs-core registers no gradients. Its ES module files do.
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 
 interface ConvShape {
   name: string;

@@ -1,16 +1,12 @@
 import test from 'ava';
-import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 
 import { registerCpuKernelFixes } from '../../../src/backends/cpu_kernels.ts';
+import '../../../src/backends/register_gradients.ts';
 import { setMaxPatchElements } from '../../../src/backends/wasm/conv2d_backprop_filter.ts';
 import { originalConv2dBackpropInputKernel, registerWasmTrainingKernels } from '../../../src/backends/wasm_kernels.ts';
-
-// The Node build of tfjs-core registers no gradients. Its ES module files do, and they share
-// the engine and the gradient registry through globals.
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
