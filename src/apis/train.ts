@@ -10,6 +10,7 @@ import { setInitSeed } from '../nn/init.ts';
 import { addLogSink, getLogger } from '../utils/logger.ts';
 import { buildDataset, buildDetector, buildLoader } from './build.ts';
 import { evaluateDetector, type BboxEvaluation } from './evaluation.ts';
+import type { CocoBboxResult } from '../coco/index.ts';
 
 const logger = getLogger('train');
 
@@ -25,8 +26,8 @@ export interface TrainRunOptions {
 }
 
 export interface TrainRunResult extends TrainSummary {
-  /** The last evaluation, with its table and per-category numbers. */
-  evaluation?: BboxEvaluation;
+  /** The last evaluation, with its table, per-category numbers and the detections. */
+  evaluation?: BboxEvaluation & { results: CocoBboxResult[] };
 }
 
 function timestampForFile(): string {
@@ -60,7 +61,7 @@ export async function trainFromConfig(config: DetectionConfig, options: TrainRun
 
       const trainSet = buildDataset(config.data.train, 'data.train');
       const trainLoader = buildLoader(trainSet, config.data, 'train', seed);
-      let lastEvaluation: BboxEvaluation | undefined;
+      let lastEvaluation: TrainRunResult['evaluation'];
       const validate = options.validate ?? true;
       const valSet = validate ? buildDataset(config.data.val, 'data.val') : undefined;
       const valLoader = valSet === undefined ? undefined : buildLoader(valSet, config.data, 'test', seed);

@@ -34,7 +34,7 @@ export type Patch<T> = T extends readonly unknown[]
     : T;
 
 /** Identity function that fixes a config's type; use it for the default export of a config file. */
-export function defineConfig<const T extends object>(config: T): T {
+export function defineConfig<T extends object>(config: T): T {
   return config;
 }
 

@@ -265,16 +265,26 @@ export abstract class AnchorHead extends Module implements DenseHead {
       const built = this.getTargets(featmapSizes, metas, targets);
       const avgFactor = this.sampling ? built.numTotalPos + built.numTotalNeg : built.numTotalPos;
 
-      const clsFlat = flattenLevels(clsScores, batchSize, this.clsOutChannels);
-      const bboxFlat = flattenLevels(bboxPreds, batchSize, 4);
-      const lossCls = this.lossCls.forward(clsFlat, tf.tensor1d(built.labels, 'int32'), {
-        weight: tf.tensor1d(built.labelWeights),
-        avgFactor,
+      // One loss call per level, each divided by the batch's avgFactor, sums to the loss over all
+      // anchors (MMDetection also computes it per level). Joining the levels first would cost a
+      // concat whose gradient, a split of the largest tensor of the step, is slow on CPU backends.
+      const perLevel = splitTargetsByLevel(built, clsScores.map((score) => score.shape[1] * score.shape[2] * this.numBaseAnchors), batchSize);
+      const clsTerms: tf.Tensor[] = [];
+      const bboxTerms: tf.Tensor[] = [];
+      perLevel.forEach((levelTargets, level) => {
+        const count = levelTargets.labels.length;
+        const cls = tf.reshape(clsScores[level]!, [count, this.clsOutChannels]);
+        const bbox = tf.reshape(bboxPreds[level]!, [count, 4]);
+        clsTerms.push(this.lossCls.forward(cls, tf.tensor1d(levelTargets.labels, 'int32'), { weight: tf.tensor1d(levelTargets.labelWeights), avgFactor }));
+        bboxTerms.push(
+          this.lossBbox.forward(bbox, tf.tensor2d(levelTargets.bboxTargets, [count, 4]), {
+            weight: tf.tensor2d(levelTargets.bboxWeights, [count, 4]),
+            avgFactor,
+          }),
+        );
       });
-      const lossBbox = this.lossBbox.forward(bboxFlat, tf.tensor2d(built.bboxTargets, [built.labels.length, 4]), {
-        weight: tf.tensor2d(built.bboxWeights, [built.labels.length, 4]),
-        avgFactor,
-      });
+      const lossCls = tf.addN(clsTerms);
+      const lossBbox = tf.addN(bboxTerms);
       return { loss_cls: lossCls as tf.Scalar, loss_bbox: lossBbox as tf.Scalar };
     });
   }
@@ -399,11 +409,36 @@ function concatInt32(parts: Int32Array[]): Int32Array {
   return out;
 }
 
-/** Flattens per-level `[N, H, W, A * C]` outputs to `[N * sum(H * W * A), C]`, image-major. */
-function flattenLevels(levels: tf.Tensor4D[], batchSize: number, channels: number): tf.Tensor2D {
-  const perImage = levels.map((level) => tf.reshape(level, [batchSize, -1, channels]));
-  const joined = perImage.length === 1 ? perImage[0]! : tf.concat(perImage, 1);
-  return tf.reshape(joined, [-1, channels]);
+/**
+ * Splits image-major targets (image, then level, then cell and anchor) into one set per level,
+ * each image-major like `reshape(levelOutput, [N * H * W * A, C])`.
+ */
+function splitTargetsByLevel(
+  built: AnchorTargets,
+  levelCounts: readonly number[],
+  batchSize: number,
+): Array<Pick<AnchorTargets, 'labels' | 'labelWeights' | 'bboxTargets' | 'bboxWeights'>> {
+  const numAnchors = levelCounts.reduce((sum, count) => sum + count, 0);
+  const result: Array<Pick<AnchorTargets, 'labels' | 'labelWeights' | 'bboxTargets' | 'bboxWeights'>> = [];
+  let start = 0;
+  for (const count of levelCounts) {
+    const level = {
+      labels: new Int32Array(batchSize * count),
+      labelWeights: new Float32Array(batchSize * count),
+      bboxTargets: new Float32Array(batchSize * count * 4),
+      bboxWeights: new Float32Array(batchSize * count * 4),
+    };
+    for (let image = 0; image < batchSize; image++) {
+      const from = image * numAnchors + start;
+      level.labels.set(built.labels.subarray(from, from + count), image * count);
+      level.labelWeights.set(built.labelWeights.subarray(from, from + count), image * count);
+      level.bboxTargets.set(built.bboxTargets.subarray(4 * from, 4 * (from + count)), 4 * image * count);
+      level.bboxWeights.set(built.bboxWeights.subarray(4 * from, 4 * (from + count)), 4 * image * count);
+    }
+    result.push(level);
+    start += count;
+  }
+  return result;
 }
 
 /** Maps boxes in place from the resized (and possibly flipped) image to the original image. */

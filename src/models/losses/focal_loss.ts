@@ -5,6 +5,7 @@ import { LOSSES } from '../../registry/index.ts';
 import { ConfigError } from '../../utils/errors.ts';
 import {
   checkSameShape,
+  FLOAT32_EPS,
   commonLossOptions,
   labelsToOneHot,
   powConstant,
@@ -82,6 +83,105 @@ function focalGradient(x: tf.Tensor, t: tf.Tensor, gamma: number, alpha: number)
 }
 
 /** torchvision `sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)`. */
+/**
+ * Sum of the sigmoid focal loss over logits `[M, K]` with hard labels, without building
+ * one-hot targets. `labels[m]` in [0, K) marks the one positive class of row m, and any other
+ * value (K for background) marks none; `rowWeights[m]` scales the whole row (0 for ignored
+ * anchors). With t in {0, 1} the element loss is
+ *   t = 0:  (1 - alpha) * p^gamma * softplus(x)
+ *   t = 1:  alpha * (1 - p)^gamma * softplus(-x)
+ * so the sum is the t = 0 term over every element plus, at the few positive elements, the
+ * difference of the two terms. This equals the element-wise loss summed with one-hot targets,
+ * in about a third of the full-size tensor operations (which dominate a RetinaNet step on
+ * CPU backends), and the gradient is written out in closed form.
+ */
+export function sigmoidFocalLossSumHardLabels(
+  logits: tf.Tensor2D,
+  labels: Int32Array,
+  rowWeights: Float32Array | undefined,
+  gamma = 2,
+  alpha = 0.25,
+): tf.Scalar {
+  const [rows, classes] = logits.shape;
+  if (labels.length !== rows) throw new RangeError(`sigmoidFocalLossSumHardLabels: ${labels.length} labels for ${rows} rows`);
+  if (rowWeights !== undefined && rowWeights.length !== rows) {
+    throw new RangeError(`sigmoidFocalLossSumHardLabels: ${rowWeights.length} row weights for ${rows} rows`);
+  }
+  const positives: number[] = [];
+  const positiveWeights: number[] = [];
+  for (let m = 0; m < rows; m++) {
+    const label = labels[m]!;
+    const weight = rowWeights === undefined ? 1 : rowWeights[m]!;
+    if (label >= 0 && label < classes && weight !== 0) {
+      positives.push(m * classes + label);
+      positiveWeights.push(weight);
+    }
+  }
+
+  const focal = tf.customGrad((x, save) => {
+    const input = x as tf.Tensor2D;
+    const weight = rowWeights === undefined ? undefined : tf.tensor2d(rowWeights, [rows, 1]);
+    const hasPositives = positives.length > 0;
+    const forward = tf.tidy(() => {
+      const p = tf.sigmoid(input);
+      const softplusX = tf.softplus(input);
+      const negativeTerm = tf.mul(tf.mul(powConstant(p, gamma), softplusX), 1 - alpha);
+      let total = tf.sum(weight === undefined ? negativeTerm : tf.mul(negativeTerm, weight));
+
+      const indices = hasPositives ? tf.tensor1d(positives, 'int32') : undefined;
+      const indicesNd = hasPositives ? tf.tensor2d(positives, [positives.length, 1], 'int32') : undefined;
+      const posWeight = hasPositives ? tf.tensor1d(positiveWeights) : undefined;
+      let xPos: tf.Tensor | undefined;
+      if (indices !== undefined && posWeight !== undefined) {
+        xPos = tf.gather(tf.reshape(input, [-1]), indices);
+        const pPos = tf.sigmoid(xPos);
+        const positiveTerm = tf.mul(tf.mul(powConstant(tf.sub(1, pPos), gamma), tf.softplus(tf.neg(xPos))), alpha);
+        const negativeAtPos = tf.mul(tf.mul(powConstant(pPos, gamma), tf.softplus(xPos)), 1 - alpha);
+        total = tf.add(total, tf.sum(tf.mul(tf.sub(positiveTerm, negativeAtPos), posWeight)));
+      }
+      const kept: tf.Tensor[] = [p, softplusX];
+      if (indicesNd !== undefined && posWeight !== undefined && xPos !== undefined) kept.push(indicesNd, posWeight, xPos);
+      return { total, kept };
+    });
+    const toSave = weight === undefined ? forward.kept : [forward.kept[0]!, forward.kept[1]!, weight, ...forward.kept.slice(2)];
+    // The engine keeps clones of saved tensors (only while recording a tape) and frees them
+    // after backpropagation, so the originals are freed here.
+    (save as tf.GradSaveFunc)(toSave);
+    tf.dispose(toSave);
+    return {
+      value: forward.total as tf.Scalar,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+          tf.tidy(() => {
+            const [pSaved, softplusSaved] = saved as [tf.Tensor, tf.Tensor];
+            let next = 2;
+            const weightSaved = weight === undefined ? undefined : saved[next++]!;
+            // d/dx (1 - alpha) p^g softplus(x) = (1 - alpha) p^g (g (1 - p) softplus(x) + p)
+            let grad = tf.mul(
+              tf.mul(powConstant(pSaved, gamma), tf.add(tf.mul(tf.mul(tf.sub(1, pSaved), softplusSaved), gamma), pSaved)),
+              1 - alpha,
+            );
+            if (weightSaved !== undefined) grad = tf.mul(grad, weightSaved);
+            if (hasPositives) {
+              const indicesSaved = saved[next++]! as tf.Tensor2D;
+              const posWeightSaved = saved[next++]!;
+              const xPosSaved = saved[next]!;
+              const pPos = tf.sigmoid(xPosSaved);
+              const spPos = tf.softplus(xPosSaved);
+              const qPos = tf.sub(1, pPos);
+              // d/dx alpha (1 - p)^g softplus(-x) = -alpha (1 - p)^g (g p softplus(-x) + 1 - p)
+              const dPositive = tf.neg(tf.mul(tf.mul(powConstant(qPos, gamma), tf.add(tf.mul(tf.mul(pPos, tf.softplus(tf.neg(xPosSaved))), gamma), qPos)), alpha));
+              const dNegative = tf.mul(tf.mul(powConstant(pPos, gamma), tf.add(tf.mul(tf.mul(qPos, spPos), gamma), pPos)), 1 - alpha);
+              const correction = tf.mul(tf.sub(dPositive, dNegative), posWeightSaved);
+              grad = tf.add(grad, tf.reshape(tf.scatterND(indicesSaved, correction, [rows * classes]), [rows, classes]));
+            }
+            return tf.mul(grad, dy);
+          }),
+        ],
+      };
+  });
+  return focal(logits) as tf.Scalar;
+}
+
 export function sigmoidFocalLoss(
   logits: tf.Tensor,
   targets: tf.Tensor,
@@ -134,6 +234,28 @@ export class FocalLoss implements ClassificationLoss {
 
   forward(pred: tf.Tensor, target: tf.Tensor, options: LossForwardOptions = {}): tf.Tensor {
     const reduction = resolveReduction(this.reduction, options.reductionOverride);
+    const hardLabels = target.rank === 1 && pred.rank === 2 && target.dtype === 'int32';
+    const rowWeights = options.weight === undefined || options.weight.rank === 1 ? options.weight : undefined;
+    if (hardLabels && reduction !== 'none' && rowWeights === options.weight) {
+      // Integer labels with per-row weights: the summed loss without one-hot targets.
+      return tf.tidy(() => {
+        const sum = sigmoidFocalLossSumHardLabels(
+          pred as tf.Tensor2D,
+          target.dataSync() as Int32Array,
+          rowWeights === undefined ? undefined : (rowWeights.dataSync() as Float32Array),
+          this.gamma,
+          this.alpha,
+        );
+        let reduced: tf.Tensor = sum;
+        if (options.avgFactor !== undefined) {
+          if (reduction === 'sum') throw new RangeError('avgFactor cannot be used with reduction "sum". Use "mean" or leave avgFactor out');
+          reduced = tf.div(sum, options.avgFactor + FLOAT32_EPS);
+        } else if (reduction === 'mean') {
+          reduced = tf.div(sum, pred.size);
+        }
+        return tf.mul(reduced, this.lossWeight);
+      });
+    }
     return tf.tidy(() => {
       const targets = target.rank === pred.rank - 1 ? labelsToOneHot(target, pred.shape[pred.rank - 1]!) : target;
       const loss = sigmoidFocalLossElementwise(pred, targets, this.gamma, this.alpha);

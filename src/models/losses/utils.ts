@@ -30,7 +30,7 @@ export interface ClassificationLoss extends Loss {
 }
 
 /** float32 machine epsilon, which MMDetection 2.x adds to `avgFactor` to avoid dividing by 0. */
-const FLOAT32_EPS = 1.1920928955078125e-7;
+export const FLOAT32_EPS = 1.1920928955078125e-7;
 
 /** Reduces an element-wise loss: 'none' returns it, 'mean' averages every element, 'sum' adds them. */
 export function reduceLoss(loss: tf.Tensor, reduction: Reduction): tf.Tensor {
