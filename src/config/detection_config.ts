@@ -34,13 +34,9 @@ export interface DataConfig {
   test: DatasetConfig;
 }
 
-export interface OptimizerConfig {
-  type: 'SGD';
-  lr: number;
-  momentum?: number;
-  weightDecay?: number;
-  nesterov?: boolean;
-}
+export type OptimizerConfig =
+  | { type: 'SGD'; lr: number; momentum?: number; weightDecay?: number; nesterov?: boolean }
+  | { type: 'AdamW'; lr: number; betas?: [number, number]; eps?: number; weightDecay?: number };
 
 export interface LrConfig {
   policy: 'step';

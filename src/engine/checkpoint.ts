@@ -7,18 +7,19 @@ import { decodeSafetensors, encodeSafetensors, toFloat32Array, type SafetensorsT
 import type { Module } from '../nn/module.ts';
 import { CheckpointError } from '../utils/errors.ts';
 import { writeFileAtomic } from '../utils/fs.ts';
-import type { SGD } from './optimizer.ts';
+import type { Optimizer } from './optimizer.ts';
 
 /**
- * rladet checkpoints are safetensors files: model tensors under `model.<name>`, optimizer
- * momentum buffers under `optimizer.momentum.<name>`, and everything else (epoch, iteration,
- * config, metrics) as JSON in the `rladet` entry of the safetensors `__metadata__`. Files are
+ * rladet checkpoints are safetensors files: model tensors under `model.<name>`, optimizer state
+ * tensors under `optimizer.<state name>` (e.g. `optimizer.momentum_buffer.<name>`), and
+ * everything else (epoch, iteration, config, metrics, optimizer step counts) as JSON in the
+ * `rladet` entry of the safetensors `__metadata__`. Files are
  * written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
  */
 
 export const CHECKPOINT_FORMAT = 'rladet-checkpoint-v1';
 const MODEL_PREFIX = 'model.';
-const MOMENTUM_PREFIX = 'optimizer.momentum.';
+const OPTIMIZER_PREFIX = 'optimizer.';
 
 export interface CheckpointMeta {
   /** Number of finished epochs. */
@@ -27,6 +28,8 @@ export interface CheckpointMeta {
   iteration: number;
   config?: unknown;
   metrics?: Record<string, number>;
+  /** The optimizer's non-tensor state (step counts). */
+  optimizerState?: Record<string, number>;
 }
 
 async function tensorsOf(prefix: string, variables: Iterable<[string, tf.Tensor]>, into: Map<string, SafetensorsTensor>): Promise<void> {
@@ -35,11 +38,15 @@ async function tensorsOf(prefix: string, variables: Iterable<[string, tf.Tensor]
   }
 }
 
-export async function saveCheckpoint(path: string, model: Module, optimizer: SGD | undefined, meta: CheckpointMeta): Promise<void> {
+export async function saveCheckpoint(path: string, model: Module, optimizer: Optimizer | undefined, meta: CheckpointMeta): Promise<void> {
   const tensors = new Map<string, SafetensorsTensor>();
   await tensorsOf(MODEL_PREFIX, model.stateDict(), tensors);
-  if (optimizer !== undefined) await tensorsOf(MOMENTUM_PREFIX, optimizer.state(), tensors);
-  const bytes = encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, rladet: JSON.stringify(meta) });
+  const record: CheckpointMeta = { ...meta };
+  if (optimizer !== undefined) {
+    await tensorsOf(OPTIMIZER_PREFIX, optimizer.stateTensors(), tensors);
+    record.optimizerState = optimizer.stateRecord();
+  }
+  const bytes = encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, rladet: JSON.stringify(record) });
   await writeFileAtomic(path, bytes);
 }
 
@@ -66,9 +73,9 @@ export async function readCheckpoint(path: string): Promise<{ tensors: Map<strin
 
 /**
  * Copies the checkpoint's model tensors into `model` (every parameter and buffer must be
- * present with the same shape) and, when given, restores the optimizer's momentum buffers.
+ * present with the same shape) and, when given, restores the optimizer's state.
  */
-export async function loadCheckpoint(path: string, model: Module, optimizer?: SGD): Promise<CheckpointMeta> {
+export async function loadCheckpoint(path: string, model: Module, optimizer?: Optimizer): Promise<CheckpointMeta> {
   const { tensors, meta } = await readCheckpoint(path);
   const state = model.stateDict();
   const missing = [...state.keys()].filter((name) => !tensors.has(MODEL_PREFIX + name));
@@ -87,13 +94,18 @@ export async function loadCheckpoint(path: string, model: Module, optimizer?: SG
     tf.tidy(() => variable.assign(tf.tensor(toFloat32Array(stored), stored.shape, 'float32')));
   }
   if (optimizer !== undefined) {
-    const momentum = new Map<string, tf.Tensor>();
+    const state = new Map<string, tf.Tensor>();
     for (const [key, stored] of tensors) {
-      if (!key.startsWith(MOMENTUM_PREFIX)) continue;
-      momentum.set(key.slice(MOMENTUM_PREFIX.length), tf.tensor(toFloat32Array(stored), stored.shape, 'float32'));
+      if (!key.startsWith(OPTIMIZER_PREFIX)) continue;
+      state.set(key.slice(OPTIMIZER_PREFIX.length), tf.tensor(toFloat32Array(stored), stored.shape, 'float32'));
     }
-    optimizer.loadState(momentum);
-    tf.dispose([...momentum.values()]);
+    try {
+      optimizer.loadState(state, meta.optimizerState ?? {});
+    } catch (error) {
+      throw new CheckpointError(`${path}: optimizer state does not fit the configured optimizer: ${(error as Error).message}`, { cause: error });
+    } finally {
+      tf.dispose([...state.values()]);
+    }
   }
   return meta;
 }

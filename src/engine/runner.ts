@@ -7,7 +7,7 @@ import { getLogger } from '../utils/logger.ts';
 import { type CheckpointMeta, findLatestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { StepLrSchedule, scaleLrToBatch } from './lr_schedule.ts';
 import { MetricsWriter } from './metrics_log.ts';
-import { SGD } from './optimizer.ts';
+import { buildOptimizer } from './optimizer.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { type Batch, trainStep } from './train_step.ts';
 
@@ -73,7 +73,7 @@ export async function runTraining(options: RunnerOptions): Promise<TrainSummary>
   const scale = config.autoScaleLr?.enable === true ? config.autoScaleLr.baseBatchSize : undefined;
   const baseLr = scale === undefined ? config.optimizer.lr : scaleLrToBatch(config.optimizer.lr, batchSize, scale);
   const schedule = new StepLrSchedule(baseLr, config.lrConfig);
-  const optimizer = new SGD(config.optimizer);
+  const optimizer = buildOptimizer(config.optimizer as unknown as { type: string } & Record<string, unknown>);
   const gradClip = config.optimizerConfig?.gradClip?.maxNorm;
   const logInterval = config.logConfig?.interval ?? 50;
   const checkpointInterval = config.checkpointConfig?.interval ?? 1;

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Detector, GroundTruth, ImageMeta } from '../models/types.ts';
 import '../backends/register_gradients.ts';
 import { NonFiniteLossError } from '../utils/errors.ts';
-import { SGD, clipGradNorm } from './optimizer.ts';
+import { clipGradNorm, type Optimizer } from './optimizer.ts';
 
 export interface Batch {
   /** `[N, H, W, 3]` normalised, padded images; the batch owns this tensor. */
@@ -21,7 +21,7 @@ export interface StepResult {
 
 /**
  * One optimisation step: losses and gradients of every trainable parameter, a finiteness
- * check, optional gradient-norm clipping, then the SGD update. Every tensor made here is
+ * check, optional gradient-norm clipping, then the optimizer's update. Every tensor made here is
  * freed before returning; `batch.images` stays with the caller. `iteration` (1-based) only
  * names the step in the error raised when a loss is NaN or infinite, which leaves the
  * parameters untouched.
@@ -29,7 +29,7 @@ export interface StepResult {
 export function trainStep(
   model: Detector,
   batch: Batch,
-  optimizer: SGD,
+  optimizer: Optimizer,
   lr: number,
   iteration: number,
   gradClipMaxNorm?: number,

@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import test from 'ava';
 
 import { StepLrSchedule, scaleLrToBatch } from '../../../src/engine/lr_schedule.ts';
-import { SGD, clipGradNorm } from '../../../src/engine/optimizer.ts';
+import { AdamW, SGD, buildOptimizer, clipGradNorm } from '../../../src/engine/optimizer.ts';
 
 test.before(async () => {
   await tf.setBackend('cpu');
@@ -21,7 +21,7 @@ test.serial('SGD matches torch update rule', (t) => {
   t.true(Math.abs(p.dataSync()[0]! - 1.898) < 1e-6);
   sgd.step(params, new Map([['p', grad]]), 0.1);
   t.true(Math.abs(p.dataSync()[0]! - 1.704302) < 1e-6);
-  t.true(Math.abs(sgd.state().get('p')!.dataSync()[0]! - 1.93698) < 1e-6);
+  t.true(Math.abs(sgd.stateTensors().get('momentum_buffer.p')!.dataSync()[0]! - 1.93698) < 1e-6);
   grad.dispose();
   p.dispose();
   sgd.disposeState();
@@ -73,4 +73,59 @@ test.serial('schedule rejects warmup without iterations', (t) => {
   t.throws(() => new StepLrSchedule(0.01, { step: [8], warmup: 'linear', warmupIters: 0 }), {
     message: "lrConfig.warmupIters: expected > 0 with warmup 'linear', got 0",
   });
+});
+
+test.serial('AdamW matches torch update rule', (t) => {
+  // torch.optim.AdamW, lr 0.1, betas (0.9, 0.999), eps 1e-8, weight decay 0.01; gradients 1 then 3.
+  const lr = 0.1;
+  let p = 2;
+  let m = 0;
+  let v = 0;
+  const expected: number[] = [];
+  [1, 3].forEach((g, i) => {
+    const step = i + 1;
+    p *= 1 - lr * 0.01;
+    m = 0.9 * m + 0.1 * g;
+    v = 0.999 * v + 0.001 * g * g;
+    p -= (lr * (m / (1 - 0.9 ** step))) / (Math.sqrt(v / (1 - 0.999 ** step)) + 1e-8);
+    expected.push(p);
+  });
+  t.true(Math.abs(expected[1]! - 1.8043237) < 1e-6, 'reference value computed by hand');
+
+  const parameter = tf.variable(tf.tensor1d([2]));
+  const params = new Map([['p', parameter]]);
+  const adam = new AdamW({ lr, weightDecay: 0.01 });
+  for (const [i, g] of [1, 3].entries()) {
+    const grad = tf.tensor1d([g]);
+    adam.step(params, new Map([['p', grad]]), lr);
+    grad.dispose();
+    t.true(Math.abs(parameter.dataSync()[0]! - expected[i]!) < 1e-6, `step ${i + 1}`);
+  }
+  t.deepEqual(adam.stateRecord(), { 'step.p': 2 });
+  t.deepEqual([...adam.stateTensors().keys()], ['exp_avg.p', 'exp_avg_sq.p']);
+  parameter.dispose();
+  adam.disposeState();
+});
+
+test.serial('AdamW state restores and continues', (t) => {
+  const a = tf.variable(tf.tensor1d([1, -1]));
+  const b = tf.variable(tf.tensor1d([1, -1]));
+  const first = new AdamW({ lr: 0.05 });
+  const grad = tf.tensor1d([0.5, 2]);
+  first.step(new Map([['w', a]]), new Map([['w', grad]]), 0.05);
+  b.assign(a);
+  const second = new AdamW({ lr: 0.05 });
+  second.loadState(first.stateTensors(), first.stateRecord());
+  first.step(new Map([['w', a]]), new Map([['w', grad]]), 0.05);
+  second.step(new Map([['w', b]]), new Map([['w', grad]]), 0.05);
+  t.deepEqual([...b.dataSync()], [...a.dataSync()]);
+  t.throws(() => second.loadState(new Map(), { 'step.x': 1 }), { message: "AdamW.loadState: moments of 'x' are missing" });
+  tf.dispose([a, b, grad]);
+  first.disposeState();
+  second.disposeState();
+});
+
+test.serial('unknown optimizer type is rejected', (t) => {
+  t.throws(() => buildOptimizer({ type: 'Adagrad', lr: 0.1 }), { message: "optimizer.type: 'Adagrad' is not supported (supported: SGD, AdamW)" });
+  t.throws(() => buildOptimizer({ type: 'SGD', lr: 0.1, momentun: 0.9 }), { message: /optimizer: unknown option 'momentun' \(did you mean 'momentum'\?\)/ });
 });
