@@ -1,0 +1,66 @@
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Runs a tool under tsx and returns its exit code and output. */
+function runTool(tool: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', resolve('tools', tool), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, RLADET_LOG_LEVEL: 'warn' },
+    timeout: 120_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+test('train help lists every option', (t) => {
+  const { status, stdout } = runTool('train.ts', ['--help']);
+  t.is(status, 0);
+  for (const option of ['--work-dir', '--resume', '--load-from', '--backend', '--no-validate', '--cfg-options']) t.true(stdout.includes(option), option);
+});
+
+test('train rejects unknown backend with usage', (t) => {
+  const { status, stderr } = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--backend', 'webgl']);
+  t.is(status, 2);
+  t.true(stderr.startsWith("error: --backend: 'webgl' is not one of auto, tensorflow, wasm, cpu\n\nusage:"), stderr);
+});
+
+test('train names a missing config file', (t) => {
+  const { status, stderr } = runTool('train.ts', ['configs/missing.ts']);
+  t.is(status, 1);
+  t.is(stderr, 'error: ConfigError: config file not found: configs/missing.ts\n');
+});
+
+test('unknown backbone type lists registered names', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rladet-cli-'));
+  const config = join(dir, 'typo.ts');
+  writeFileSync(
+    config,
+    `import { extend } from '${resolve('src/config/config.ts')}';\n` +
+      `import base from '${resolve('configs/quickstart/retinanet_rla_tiny_coco_mini.ts')}';\n` +
+      `export default extend(base, { model: { backbone: { type: 'RLAResnet' } } } as never);\n`,
+  );
+  const { status, stderr } = runTool('train.ts', [config, '--work-dir', join(dir, 'work'), '--backend', 'cpu']);
+  t.is(status, 1);
+  t.true(
+    stderr.includes("RegistryError: model.backbone.type: 'RLAResnet' is not registered in BACKBONES. Did you mean 'RLAResNet'? Registered: RLAResNet, ResNet"),
+    stderr,
+  );
+});
+
+test('cfg-options typo is reported before training', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rladet-cli-'));
+  const { status, stderr } = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', dir, '--cfg-options', 'model.bbox_head.numClasses=3']);
+  t.is(status, 1);
+  t.true(stderr.includes("--cfg-options model.bbox_head.numClasses: 'model.bbox_head' does not exist in the config (closest: 'model.bboxHead')"), stderr);
+});
+
+test('test tool needs an action and a checkpoint', (t) => {
+  const noAction = runTool('test.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', 'x.safetensors']);
+  t.is(noAction.status, 2);
+  t.true(noAction.stderr.startsWith('error: nothing to do: give --out FILE and/or --eval bbox'));
+  const missing = runTool('test.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', 'missing.safetensors', '--eval', 'bbox', '--backend', 'cpu']);
+  t.is(missing.status, 1);
+  t.true(missing.stderr.includes('CheckpointError: checkpoint missing.safetensors cannot be read: ENOENT'), missing.stderr);
+});
