@@ -9,13 +9,17 @@
  * - UnsortedSegmentSum, which the gradient of tf.gather needs, is not registered.
  * - Its Tile computes a source index per element, and the gradient of tf.batchNorm tiles a
  *   per-channel factor over the whole activation.
+ * - Its Identity copies the input, and the engine runs Identity on every tensor saved for a
+ *   gradient.
+ * - Its Sum and Mean transpose the reduced axes to the end first, so reducing the leading axes
+ *   of NHWC (bias and normalisation gradients) copies the whole tensor.
  * The convolution kernels here are built on the wasm Conv2D, BatchMatMul and Transpose kernels,
  * called as kernel functions on TensorInfos so that the engine tracks only the outer kernel.
- * The other three are loops over the wasm heap.
+ * Identity shares its input's data, and the others are loops over the wasm heap.
  *
- * The tfjs-node 'tensorflow' backend registers native versions of all five kernels
- * (Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, UnsortedSegmentSum, Tile), so
- * replacing them on wasm leaves the GPU path as it is.
+ * The tfjs-node 'tensorflow' backend registers native versions of all eight kernels
+ * (Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, UnsortedSegmentSum, Tile, Identity,
+ * Sum, Mean), so replacing them on wasm leaves the GPU path as it is.
  *
  * NOTE: the wasm ResizeNearestNeighborGrad is kept although it ignores halfPixelCenters. It is
  * correct for the default halfPixelCenters = false that FPN upsampling uses.
@@ -25,7 +29,9 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import { conv2dBackpropFilterKernelFunc } from './wasm/conv2d_backprop_filter.ts';
 import { makeConv2dBackpropInput } from './wasm/conv2d_backprop_input.ts';
+import { makeIdentity } from './wasm/identity.ts';
 import { maxPoolGradKernelFunc } from './wasm/max_pool_grad.ts';
+import { makeMean, makeSum } from './wasm/reduce.ts';
 import { makeTile } from './wasm/tile.ts';
 import { unsortedSegmentSumKernelFunc } from './wasm/unsorted_segment_sum.ts';
 
@@ -41,8 +47,8 @@ function replaceKernel(config: KernelConfig): void {
 
 /**
  * Registers the kernels above for the 'wasm' backend. Calling it again does nothing. It works
- * before or after `tf.setBackend('wasm')`, because the replaced Conv2DBackpropInput and Tile
- * keep the setup functions of the originals, which their fallbacks need.
+ * before or after `tf.setBackend('wasm')`, because every kernel that wraps an original keeps
+ * the setup function of the original, which its fallback needs.
  */
 export function registerWasmTrainingKernels(): void {
   if (originalConv2dBackpropInput !== undefined) return;
@@ -62,15 +68,26 @@ export function registerWasmTrainingKernels(): void {
   replaceKernel({ kernelName: 'MaxPoolGrad', backendName: BACKEND, kernelFunc: maxPoolGradKernelFunc });
   replaceKernel({ kernelName: 'UnsortedSegmentSum', backendName: BACKEND, kernelFunc: unsortedSegmentSumKernelFunc });
 
-  const originalTile = getKernel('Tile', BACKEND);
-  if (originalTile !== undefined) {
-    replaceKernel({
-      kernelName: 'Tile',
-      backendName: BACKEND,
-      kernelFunc: makeTile(originalTile.kernelFunc),
-      ...(originalTile.setupFunc !== undefined ? { setupFunc: originalTile.setupFunc } : {}),
-    });
-  }
+  wrapKernel('Tile', makeTile);
+  wrapKernel('Identity', makeIdentity);
+  wrapKernel('Sum', makeSum);
+  wrapKernel('Mean', makeMean);
+}
+
+/**
+ * Replaces the wasm kernel `kernelName` with `makeKernel(original kernel function)`, keeping the
+ * original setup function, which the fallback to the original needs. Does nothing when
+ * tfjs-backend-wasm registered no such kernel.
+ */
+function wrapKernel(kernelName: string, makeKernel: (fallback: KernelFunc) => KernelFunc): void {
+  const original = getKernel(kernelName, BACKEND);
+  if (original === undefined) return;
+  replaceKernel({
+    kernelName,
+    backendName: BACKEND,
+    kernelFunc: makeKernel(original.kernelFunc),
+    ...(original.setupFunc !== undefined ? { setupFunc: original.setupFunc } : {}),
+  });
 }
 
 /** The kernel function that tfjs-backend-wasm registered for Conv2DBackpropInput, for benchmarks and tests. */
