@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { kaimingNormal, torchDefaultUniform } from './init.ts';
 import { Module } from './module.ts';
+import { batchNormTraining, groupNorm } from './normalization.ts';
 
 /**
  * Basic layers on NHWC tensors. Padding is explicit and symmetric as in PyTorch (a 3x3
@@ -129,12 +130,10 @@ export class BatchNorm2d extends Module {
     if (!this.training || this.useRunningStats) {
       return tf.batchNorm4d(x, this.runningMean as tf.Tensor1D, this.runningVar as tf.Tensor1D, this.bias as tf.Tensor1D, this.weight as tf.Tensor1D, this.eps);
     }
-    return tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, [0, 1, 2]);
-      const count = x.shape[0] * x.shape[1] * x.shape[2];
-      this.updateRunningStats(mean as tf.Tensor1D, variance as tf.Tensor1D, count);
-      return tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, this.bias as tf.Tensor1D, this.weight as tf.Tensor1D, this.eps);
-    });
+    const { output, mean, variance, count } = batchNormTraining(x, this.weight as tf.Tensor1D, this.bias as tf.Tensor1D, this.eps);
+    this.updateRunningStats(mean, variance, count);
+    tf.dispose([mean, variance]);
+    return output;
   }
 
   private updateRunningStats(mean: tf.Tensor1D, variance: tf.Tensor1D, count: number): void {
@@ -199,13 +198,7 @@ export class GroupNorm extends Module {
 
   forward(x: tf.Tensor4D): tf.Tensor4D {
     layerCallObserver?.(this, 'norm', x.size);
-    return tf.tidy(() => {
-      const [n, h, w, c] = x.shape;
-      const grouped = tf.reshape(x, [n, h * w, this.numGroups, c / this.numGroups]);
-      const { mean, variance } = tf.moments(grouped, [1, 3], true);
-      const normalised = tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, this.eps)));
-      return tf.add(tf.mul(tf.reshape(normalised, [n, h, w, c]), this.weight), this.bias) as tf.Tensor4D;
-    });
+    return groupNorm(x, this.numGroups, this.weight as tf.Tensor1D, this.bias as tf.Tensor1D, this.eps);
   }
 }
 
