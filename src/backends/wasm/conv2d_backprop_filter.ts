@@ -107,8 +107,13 @@ function computeFilterGradient(scope: KernelScope, x: TensorInfo, dy: TensorInfo
   const rowsPerChunk = pointwise ? outputRows : Math.max(1, Math.floor(maxPatchElements / (patchSize * outWidth)));
 
   // Channel-major patches are gathered from x in [N, C_in, H, W] order, so that runs along a
-  // row of the input are contiguous.
-  const xChannelsFirst = patchesOnLeft && !pointwise ? scope.run('Transpose', { x }, { perm: [0, 3, 1, 2] }) : undefined;
+  // row of the input are contiguous. With a column stride s, each row is also split into its s
+  // column phases (columns p, p + s, p + 2s, ...), so that those runs stay contiguous.
+  let xChannelsFirst: TensorInfo | undefined;
+  if (patchesOnLeft && !pointwise) {
+    xChannelsFirst = scope.run('Transpose', { x }, { perm: [0, 3, 1, 2] });
+    if (info.strideWidth > 1) xChannelsFirst = splitColumnPhases(scope, xChannelsFirst, info);
+  }
 
   let total: TensorInfo | undefined;
   for (let firstRow = 0; firstRow < outputRows; firstRow += rowsPerChunk) {
@@ -158,42 +163,81 @@ function validColumns(info: Conv2DInfo, b: number): [number, number] {
   return [first, Math.max(first, end)];
 }
 
+/** Columns of one column phase of an input row: ceil(W / strideWidth). */
+function phaseWidth(info: Conv2DInfo): number {
+  return Math.ceil(info.inWidth / info.strideWidth);
+}
+
+/**
+ * Returns x `[N, C_in, H, W]` rearranged as `[N, C_in, H, s, ceil(W / s)]` for the column stride
+ * s: element (n, c, y, p, k) is column k*s + p of row y. The slots past the end of a short
+ * phase are left unset, and no tap reads them.
+ */
+function splitColumnPhases(scope: KernelScope, xChannelsFirst: TensorInfo, info: Conv2DInfo): TensorInfo {
+  const { batchSize, inChannels, inHeight, inWidth, strideWidth } = info;
+  const width = phaseWidth(info);
+  const rows = batchSize * inChannels * inHeight;
+  const phases = scope.allocate([rows * strideWidth * width]);
+  const target = scope.view(phases);
+  const source = scope.view(xChannelsFirst);
+  for (let row = 0; row < rows; row++) {
+    const rowStart = row * inWidth;
+    for (let p = 0; p < strideWidth; p++) {
+      let out = (row * strideWidth + p) * width;
+      for (let column = p; column < inWidth; column += strideWidth) target[out++] = source[rowStart + column]!;
+    }
+  }
+  return phases;
+}
+
 /**
  * Writes patches[(a, b, ci), (g, j)] = x[n, i*sh + a - top, j*sw + b - left, ci] for the output
- * rows g = n*OH + i in [firstRow, endRow), reading x in [N, C_in, H, W] order. Taps outside the
- * input are zero.
+ * rows g = n*OH + i in [firstRow, endRow), reading x in the layout of `splitColumnPhases`, which
+ * for a column stride of 1 is [N, C_in, H, W]. Taps outside the input are zero.
  */
 function fillPatchesChannelMajor(
   patches: Float32Array,
-  xChannelsFirst: Float32Array,
+  xPhases: Float32Array,
   info: Conv2DInfo,
   firstRow: number,
   endRow: number,
 ): void {
-  const { inHeight, inWidth, inChannels, outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const { inHeight, inChannels, outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const width = phaseWidth(info);
   const pixels = (endRow - firstRow) * outWidth;
+  const mergeableRows = strideHeight === 1 && strideWidth === 1 && outWidth === info.inWidth;
   for (let a = 0; a < filterHeight; a++) {
     for (let b = 0; b < filterWidth; b++) {
       const [firstColumn, endColumn] = validColumns(info, b);
+      // Output column j reads input column j*s + columnOffset, which is element j + phaseStart
+      // of column phase `phase`.
       const columnOffset = b - info.padInfo.left;
+      const phase = ((columnOffset % strideWidth) + strideWidth) % strideWidth;
+      const phaseStart = (columnOffset - phase) / strideWidth;
       for (let c = 0; c < inChannels; c++) {
         let out = ((a * filterWidth + b) * inChannels + c) * pixels;
-        for (let g = firstRow; g < endRow; g++, out += outWidth) {
+        for (let g = firstRow; g < endRow; ) {
           const n = Math.floor(g / outHeight);
-          const y = (g - n * outHeight) * strideHeight + a - info.padInfo.top;
+          const i = g - n * outHeight;
+          const y = i * strideHeight + a - info.padInfo.top;
           if (y < 0 || y >= inHeight || firstColumn === endColumn) {
             patches.fill(0, out, out + outWidth);
+            g += 1;
+            out += outWidth;
             continue;
           }
-          // Index in x of output column 0 of this tap; column j reads `rowStart + j * strideWidth`.
-          const rowStart = ((n * inChannels + c) * inHeight + y) * inWidth + columnOffset;
-          if (firstColumn > 0) patches.fill(0, out, out + firstColumn);
-          if (strideWidth === 1) {
-            patches.set(xChannelsFirst.subarray(rowStart + firstColumn, rowStart + endColumn), out + firstColumn);
-          } else {
-            for (let j = firstColumn; j < endColumn; j++) patches[out + j] = xChannelsFirst[rowStart + j * strideWidth]!;
+          // With unit strides and equal input and output widths, consecutive output rows read
+          // consecutive input rows, so a run of rows is one copy. The columns outside
+          // [firstColumn, endColumn) then contain values of the neighbouring rows and are cleared.
+          const rowsInRun = mergeableRows ? Math.min(endRow - g, outHeight - i, inHeight - y) : 1;
+          const rowStart = ((((n * inChannels + c) * inHeight + y) * strideWidth + phase) * width) + phaseStart;
+          const runEnd = rowStart + (rowsInRun - 1) * outWidth + endColumn;
+          patches.set(xPhases.subarray(rowStart + firstColumn, runEnd), out + firstColumn);
+          for (let row = 0; row < rowsInRun; row++, out += outWidth) {
+            for (let j = 0; j < firstColumn; j++) patches[out + j] = 0;
+            for (let j = endColumn; j < outWidth; j++) patches[out + j] = 0;
           }
-          if (endColumn < outWidth) patches.fill(0, out + endColumn, out + outWidth);
+          g += rowsInRun;
         }
       }
     }
