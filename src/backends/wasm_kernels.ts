@@ -13,13 +13,15 @@
  *   gradient.
  * - Its Sum and Mean transpose the reduced axes to the end first, so reducing the leading axes
  *   of NHWC (bias and normalisation gradients) copies the whole tensor.
+ * - Its SplitV copies one innermost row per call, which is slow for the short channel rows of
+ *   the concat gradient in RLA-ResNet blocks.
  * The convolution kernels here are built on the wasm Conv2D, BatchMatMul and Transpose kernels,
  * called as kernel functions on TensorInfos so that the engine tracks only the outer kernel.
  * Identity shares its input's data, and the others are loops over the wasm heap.
  *
- * The tfjs-node 'tensorflow' backend registers native versions of all eight kernels
+ * The tfjs-node 'tensorflow' backend registers native versions of all nine kernels
  * (Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, UnsortedSegmentSum, Tile, Identity,
- * Sum, Mean), so replacing them on wasm leaves the GPU path as it is.
+ * Sum, Mean, SplitV), so replacing them on wasm leaves the GPU path as it is.
  *
  * NOTE: the wasm ResizeNearestNeighborGrad is kept although it ignores halfPixelCenters. It is
  * correct for the default halfPixelCenters = false that FPN upsampling uses.
@@ -32,6 +34,7 @@ import { makeConv2dBackpropInput } from './wasm/conv2d_backprop_input.ts';
 import { makeIdentity } from './wasm/identity.ts';
 import { maxPoolGradKernelFunc } from './wasm/max_pool_grad.ts';
 import { makeMean, makeSum } from './wasm/reduce.ts';
+import { makeSplitV } from './wasm/split_v.ts';
 import { makeTile } from './wasm/tile.ts';
 import { unsortedSegmentSumKernelFunc } from './wasm/unsorted_segment_sum.ts';
 
@@ -72,6 +75,7 @@ export function registerWasmTrainingKernels(): void {
   wrapKernel('Identity', makeIdentity);
   wrapKernel('Sum', makeSum);
   wrapKernel('Mean', makeMean);
+  wrapKernel('SplitV', makeSplitV);
 }
 
 /**
