@@ -15,13 +15,14 @@
  *   of NHWC (bias and normalisation gradients) copies the whole tensor.
  * - Its SplitV copies one innermost row per call, which is slow for the short channel rows of
  *   the concat gradient in RLA-ResNet blocks.
+ * - Its FusedBatchNorm takes a square root and a division per element.
  * The convolution kernels here are built on the wasm Conv2D, BatchMatMul and Transpose kernels,
  * called as kernel functions on TensorInfos so that the engine tracks only the outer kernel.
  * Identity shares its input's data, and the others are loops over the wasm heap.
  *
- * The tfjs-node 'tensorflow' backend registers native versions of all nine kernels
+ * The tfjs-node 'tensorflow' backend registers native versions of all ten kernels
  * (Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, UnsortedSegmentSum, Tile, Identity,
- * Sum, Mean, SplitV), so replacing them on wasm leaves the GPU path as it is.
+ * Sum, Mean, SplitV, FusedBatchNorm), so replacing them on wasm leaves the GPU path as it is.
  *
  * NOTE: the wasm ResizeNearestNeighborGrad is kept although it ignores halfPixelCenters. It is
  * correct for the default halfPixelCenters = false that FPN upsampling uses.
@@ -31,6 +32,7 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import { conv2dBackpropFilterKernelFunc } from './wasm/conv2d_backprop_filter.ts';
 import { makeConv2dBackpropInput } from './wasm/conv2d_backprop_input.ts';
+import { makeFusedBatchNorm } from './wasm/fused_batch_norm.ts';
 import { makeIdentity } from './wasm/identity.ts';
 import { maxPoolGradKernelFunc } from './wasm/max_pool_grad.ts';
 import { makeMean, makeSum } from './wasm/reduce.ts';
@@ -76,6 +78,7 @@ export function registerWasmTrainingKernels(): void {
   wrapKernel('Sum', makeSum);
   wrapKernel('Mean', makeMean);
   wrapKernel('SplitV', makeSplitV);
+  wrapKernel('FusedBatchNorm', makeFusedBatchNorm);
 }
 
 /**
