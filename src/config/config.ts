@@ -99,9 +99,9 @@ export function parseOverrideValue(text: string): unknown {
 }
 
 /**
- * Applies `key.path=value` overrides in place. A path must lead through existing objects;
- * the last key may be new only when its parent already exists, and a typo in an
- * intermediate key is reported with the closest existing key.
+ * Applies `key.path=value` overrides in place. A path must lead through existing objects, so
+ * only its last key may be new. A typo in an intermediate key is reported with the closest
+ * existing key.
  */
 export function applyOverrides(config: Record<string, unknown>, overrides: readonly string[]): void {
   for (const override of overrides) {

@@ -80,8 +80,8 @@ export async function loadCheckpoint(path: string, model: Module, optimizer?: Op
   const state = model.stateDict();
   const missing = [...state.keys()].filter((name) => !tensors.has(MODEL_PREFIX + name));
   if (missing.length > 0) {
-    const shown = missing.slice(0, 5).join(', ') + (missing.length > 5 ? `, ... (${missing.length} in all)` : '');
-    throw new CheckpointError(`${path}: the model's ${shown} missing from the checkpoint; was it saved from a different config?`);
+    const listed = missing.slice(0, 5).join(', ') + (missing.length > 5 ? `, ... (${missing.length} in all)` : '');
+    throw new CheckpointError(`${path}: missing model tensors ${listed}; was it saved from a different config?`);
   }
   for (const [name, variable] of state) {
     const stored = tensors.get(MODEL_PREFIX + name)!;
@@ -110,7 +110,7 @@ export async function loadCheckpoint(path: string, model: Module, optimizer?: Op
   return meta;
 }
 
-/** The checkpoint of the highest epoch in a work dir (`epoch_<N>.safetensors`), if any. */
+/** Returns the checkpoint of the highest epoch in a work dir (`epoch_<N>.safetensors`), or undefined. */
 export function findLatestCheckpoint(workDir: string): string | undefined {
   let best: { epoch: number; name: string } | undefined;
   let names: string[];

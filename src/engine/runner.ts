@@ -60,11 +60,12 @@ class LossAverager {
 }
 
 /**
- * The epoch-based training loop (MMCV's EpochBasedRunner with its default hooks): the lr
- * schedule, a log line every `logConfig.interval` iterations with a terminal progress bar,
- * metrics in `<workDir>/metrics.jsonl`, an atomic checkpoint every `checkpointConfig.interval`
- * epochs, evaluation every `evaluation.interval` epochs, and resume from a checkpoint with the
- * same lr, iteration and optimizer state.
+ * Runs the epoch-based training loop, like MMCV's EpochBasedRunner with its default hooks. It
+ * applies the lr schedule and writes a log line every `logConfig.interval` iterations (with a
+ * progress bar on a terminal) and metrics to `<workDir>/metrics.jsonl`. Every
+ * `checkpointConfig.interval` epochs it saves a checkpoint atomically, and every
+ * `evaluation.interval` epochs it evaluates. A resumed run continues with the checkpoint's lr,
+ * iteration and optimizer state.
  */
 export async function runTraining(options: RunnerOptions): Promise<TrainSummary> {
   const { model, config, workDir, trainLoader } = options;

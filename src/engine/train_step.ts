@@ -20,7 +20,7 @@ export interface StepResult {
 }
 
 /**
- * One optimisation step: losses and gradients of every trainable parameter, a finiteness
+ * Runs one optimisation step: losses and gradients of every trainable parameter, a finiteness
  * check, optional gradient-norm clipping, then the optimizer's update. Every tensor made here is
  * freed before returning; `batch.images` stays with the caller. `iteration` (1-based) only
  * names the step in the error raised when a loss is NaN or infinite, which leaves the
@@ -61,9 +61,9 @@ export function trainStep(
 
   try {
     if (!Object.values(losses).every(Number.isFinite)) {
-      const shown = Object.entries(losses).map(([k, v]) => `${k}=${v}`).join(', ');
+      const lossText = Object.entries(losses).map(([k, v]) => `${k}=${v}`).join(', ');
       throw new NonFiniteLossError(
-        `loss is not finite at iteration ${iteration} (${shown}); parameters were not updated. ` +
+        `loss is not finite at iteration ${iteration} (${lossText}); parameters were not updated. ` +
           'Lower the learning rate or enable gradient clipping (optimizerConfig.gradClip).',
         iteration,
         losses,

@@ -91,3 +91,24 @@ test.serial('latest checkpoint is the highest epoch', async (t) => {
   t.is(findLatestCheckpoint(dir), join(dir, 'epoch_10.safetensors'));
   t.is(findLatestCheckpoint(join(dir, 'missing')), undefined);
 });
+
+test.serial('checkpoint without a model tensor lists it', async (t) => {
+  const withoutBias = new Module0();
+  const net = new TinyNet();
+  const path = join(workDir(), 'epoch_1.safetensors');
+  await saveCheckpoint(path, withoutBias, undefined, { epoch: 1, iteration: 1 });
+  await t.throwsAsync(loadCheckpoint(path, net), {
+    instanceOf: CheckpointError,
+    message: `${path}: missing model tensors conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var; was it saved from a different config?`,
+  });
+  withoutBias.dispose();
+  net.dispose();
+});
+
+/** TinyNet's convolution without bias and without the norm layer. */
+class Module0 extends Module {
+  constructor() {
+    super();
+    this.addModule('conv', new Conv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, padding: 1 }));
+  }
+}
