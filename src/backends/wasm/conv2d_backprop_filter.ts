@@ -38,6 +38,11 @@ type Conv2DInfo = backend_util.Conv2DInfo;
  * The input patches are copied into a matrix (im2col) on the wasm heap and multiplied with dy by
  * BatchMatMul, whose untransposed single-batch case runs on XNNPACK. XNNPACK packs the right-hand
  * operand on every call, so the smaller of dy and the patch matrix goes on the right.
+ *
+ * NOTE: tfjs-backend-wasm 4.22 caches that XNNPACK operator by the data id of the right-hand
+ * operand, not by its shape. The right-hand operand here is a fresh patch matrix or a view of dy
+ * or x in the one shape every call gives it. Another view of the same data in another shape
+ * would reuse the operator with stale sizes.
  */
 export function conv2dBackpropFilter(args: {
   inputs: Conv2DBackpropFilterInputs;
