@@ -4,8 +4,8 @@ import { loadWeights, type WeightLoadReport } from './weights.ts';
 
 /**
  * Runs the `init: {type: 'Pretrained', ...}` options of a built model, as MMCV's
- * `BaseModule.init_weights` does: the module tree is walked from the root, a module with a
- * Pretrained init loads its checkpoint, and its descendants' inits are skipped so that they
+ * `BaseModule.init_weights` does. The module tree is walked from the root, and a module with a
+ * Pretrained init loads its checkpoint. The inits of its descendants are skipped, so that they
  * cannot overwrite the loaded weights. Loading is non-strict (see src/engine/weights.ts).
  * Returns one report per checkpoint loaded.
  */

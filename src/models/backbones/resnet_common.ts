@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BatchNorm2d, Conv2d, GroupNorm, maxPool2d } from '../../nn/layers.ts';
 import { Module } from '../../nn/module.ts';
 import { ConfigError } from '../../utils/errors.ts';
+import { resolveInitConfig, type ConfigurableInit, type InitConfig } from '../init_config.ts';
 import { buildNorm, resolveNorm, type NormLayer, type NormOptions, type NormType, type ResolvedNorm } from '../norm.ts';
 import type { Backbone } from '../types.ts';
 
@@ -44,6 +45,8 @@ export interface ResNetCommonOptions {
   inChannels?: number;
   /** Only 'pytorch' (stride on the 3x3 convolution) is supported. */
   style?: 'pytorch';
+  /** Pretrained weights to load after the model is built: `{type: 'Pretrained', checkpoint, prefix?}`. */
+  init?: InitConfig;
 }
 
 export const RESNET_COMMON_OPTION_KEYS = [
@@ -61,6 +64,7 @@ export const RESNET_COMMON_OPTION_KEYS = [
   'stemChannels',
   'inChannels',
   'style',
+  'init',
 ] as const;
 
 /** Bottleneck blocks per stage of each depth (He et al., 2016). */
@@ -84,6 +88,7 @@ export interface ResNetSettings {
   stemChannels: number;
   /** Per stage: planes, bottleneck width, output channels and stride of the first block. */
   stages: Array<{ planes: number; width: number; outChannels: number; stride: number }>;
+  init: InitConfig | undefined;
 }
 
 function isPositiveInteger(value: unknown): value is number {
@@ -164,6 +169,7 @@ export function resolveResNetSettings(options: ResNetCommonOptions, path: string
     inChannels,
     stemChannels,
     stages,
+    init: resolveInitConfig(path, options.init),
   };
 }
 
@@ -248,7 +254,7 @@ export class Bottleneck extends Module {
  * stages, lists each stage's modules in `stageModules`, and calls `applyTrainingRules` at
  * the end of its constructor.
  */
-export abstract class ResNetBackboneBase extends Module implements Backbone {
+export abstract class ResNetBackboneBase extends Module implements Backbone, ConfigurableInit {
   readonly settings: ResNetSettings;
   readonly conv1: Conv2d;
   readonly norm1: NormLayer;
@@ -265,6 +271,14 @@ export abstract class ResNetBackboneBase extends Module implements Backbone {
     this.norm1 = this.addModule(stemNormName, buildNorm(settings.norm, settings.stemChannels, path));
     this.outChannels = settings.outIndices.map((i) => settings.stages[i]!.outChannels);
     this.outStrides = settings.outIndices.map((i) => 4 * 2 ** i);
+  }
+
+  get initConfig(): InitConfig | undefined {
+    return this.settings.init;
+  }
+
+  get configPath(): string {
+    return this.path;
   }
 
   /** Modules of stage `index` (0-based) that `frozenStages` freezes. */

@@ -4,12 +4,15 @@ import type { BackboneConfig, DenseHeadConfig, NeckConfig } from '../../config/c
 import { checkOptionKeys } from '../../config/config.ts';
 import { Module } from '../../nn/module.ts';
 import { BACKBONES, DENSE_HEADS, DETECTORS, NECKS } from '../../registry/index.ts';
+import { resolveInitConfig, type ConfigurableInit, type InitConfig } from '../init_config.ts';
 import type { Backbone, DenseHead, Detections, Detector, GroundTruth, ImageMeta, LossDict, Neck } from '../types.ts';
 
 export interface SingleStageDetectorOptions {
   backbone: BackboneConfig;
   neck: NeckConfig;
   bboxHead: DenseHeadConfig;
+  /** Pretrained weights for the whole detector (an MMDetection or rladet detector checkpoint). */
+  init?: InitConfig;
 }
 
 declare module '../../config/component_types.ts' {
@@ -19,20 +22,24 @@ declare module '../../config/component_types.ts' {
   }
 }
 
-const OPTION_KEYS = ['backbone', 'neck', 'bboxHead'] as const;
+const OPTION_KEYS = ['backbone', 'neck', 'bboxHead', 'init'] as const;
 
 /**
  * Backbone -> neck -> dense head, the layout of RetinaNet (MMDetection's SingleStageDetector).
  * Child names are `backbone`, `neck` and `bbox_head`, as in MMDetection checkpoints.
  */
-export class SingleStageDetector extends Module implements Detector {
+export class SingleStageDetector extends Module implements Detector, ConfigurableInit {
   readonly backbone: Backbone;
   readonly neck: Neck;
   readonly bboxHead: DenseHead;
+  readonly initConfig: InitConfig | undefined;
+  readonly configPath: string;
 
   constructor(options: SingleStageDetectorOptions, path = 'model') {
     super();
     checkOptionKeys(path, options, OPTION_KEYS);
+    this.configPath = path;
+    this.initConfig = resolveInitConfig(path, options.init);
     this.backbone = this.addModule('backbone', BACKBONES.build(options.backbone, `${path}.backbone`));
     this.neck = this.addModule('neck', NECKS.build(options.neck, `${path}.neck`));
     this.bboxHead = this.addModule('bbox_head', DENSE_HEADS.build(options.bboxHead, `${path}.bboxHead`) as DenseHead);

@@ -5,6 +5,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 
 import { registerWasmTrainingKernels } from '../../../src/backends/wasm_kernels.ts';
+import { loadWeights } from '../../../src/engine/weights.ts';
 import { readSafetensors, toFloat32Array, type SafetensorsTensor } from '../../../src/io/safetensors.ts';
 import { RLAResNet, type RLAResNetOptions } from '../../../src/models/backbones/rla_resnet.ts';
 import { BatchNorm2d, setLayerCallObserver } from '../../../src/nn/layers.ts';
@@ -32,18 +33,6 @@ function withModel<T>(options: RLAResNetOptions, body: (model: RLAResNet) => T):
 /** Converts an NCHW activation from PyTorch to NHWC. */
 function activationFromPyTorch(tensor: SafetensorsTensor): tf.Tensor4D {
   return tf.tidy(() => tf.transpose(tf.tensor4d(toFloat32Array(tensor), tensor.shape as [number, number, number, number]), [0, 2, 3, 1]));
-}
-
-/** Copies every tensor of the official checkpoint into `model`, by name. */
-function loadOfficialWeights(model: RLAResNet, tensors: Map<string, SafetensorsTensor>): void {
-  for (const [name, variable] of model.stateDict()) {
-    const stored = tensors.get(name);
-    if (stored === undefined) throw new Error(`fixture checkpoint has no '${name}'`);
-    tf.tidy(() => {
-      const values = tf.tensor(toFloat32Array(stored), stored.shape, 'float32');
-      variable.assign(stored.shape.length === 4 ? tf.transpose(values, [2, 3, 1, 0]) : values);
-    });
-  }
 }
 
 /** Largest absolute difference divided by the largest magnitude of `expected`. */
@@ -87,14 +76,18 @@ test('fixture checkpoint keys map one to one', async (t) => {
 });
 
 test.serial('forward equals official outputs on cpu and wasm', async (t) => {
-  const { tensors: weights } = await readSafetensors(fixturePath('backbone.safetensors'));
   const { tensors: io } = await readSafetensors(fixturePath('backbone_io.safetensors'));
+  // The official torch.save checkpoint and the same weights as safetensors.
+  const checkpoints = ['backbone.pth.tar', 'backbone.safetensors'];
   try {
-    for (const backend of ['cpu', 'wasm']) {
+    for (const [backend, checkpoint] of ['cpu', 'wasm'].flatMap((name) => checkpoints.map((file) => [name, file] as const))) {
       t.true(await tf.setBackend(backend), backend);
       if (backend === 'wasm') registerWasmTrainingKernels();
-      withModel(FIXTURE_OPTIONS, (model) => {
-        loadOfficialWeights(model, weights);
+      const model = new RLAResNet(FIXTURE_OPTIONS);
+      try {
+        const { report } = await loadWeights(fixturePath(checkpoint), model);
+        t.is(report.loaded.length, 109, `${checkpoint}: every parameter and buffer loaded`);
+        t.deepEqual(report.missing, [], checkpoint);
         model.eval();
         const before = tf.memory().numTensors;
         const images = activationFromPyTorch(io.get('input')!);
@@ -102,18 +95,20 @@ test.serial('forward equals official outputs on cpu and wasm', async (t) => {
 
         ['c2', 'c3', 'c4', 'c5'].forEach((name, i) => {
           const expected = activationFromPyTorch(io.get(`${name}_ref64`)!);
-          t.deepEqual(features[i]!.shape, expected.shape, `${backend} ${name} shape`);
+          t.deepEqual(features[i]!.shape, expected.shape, `${backend} ${checkpoint} ${name} shape`);
           const error = relativeError(features[i]!, expected);
-          t.true(error < 1e-4, `${backend} ${name}: relative error ${error}`);
+          t.true(error < 1e-4, `${backend} ${checkpoint} ${name}: relative error ${error}`);
           expected.dispose();
         });
         const expectedState = activationFromPyTorch(io.get('h4_ref64')!);
         const stateError = relativeError(state!, expectedState);
-        t.true(stateError < 1e-4, `${backend} final RLA state: relative error ${stateError}`);
+        t.true(stateError < 1e-4, `${backend} ${checkpoint} final RLA state: relative error ${stateError}`);
 
         tf.dispose([images, expectedState, state!, ...features]);
         t.is(tf.memory().numTensors, before, `${backend}: no tensor leaked`);
-      });
+      } finally {
+        model.dispose();
+      }
     }
   } finally {
     await tf.setBackend('cpu');
