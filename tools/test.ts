@@ -1,8 +1,8 @@
 /**
  * Tests a trained detector: COCO results file and COCO box mAP.
  *
- *   tsx tools/test.ts CONFIG CHECKPOINT [--out results.json] [--eval bbox] [--backend NAME]
- *       [--cfg-options key=value ...]
+ *   tsx tools/test.ts CONFIG (CHECKPOINT | --load-from CHECKPOINT) [--out results.json] [--eval bbox]
+ *       [--backend NAME] [--cfg-options key=value ...]
  */
 import { loadDetectionConfig } from '../src/apis/config_loading.ts';
 import { testFromConfig } from '../src/apis/test.ts';
@@ -10,10 +10,14 @@ import { BACKEND_CHOICES, type BackendChoice } from '../src/backends/index.ts';
 import { UsageError, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
 
 const USAGE = `usage: tsx tools/test.ts CONFIG CHECKPOINT [options]
+       tsx tools/test.ts CONFIG --load-from CHECKPOINT [options]
 
 Runs the detector of CONFIG with the weights of CHECKPOINT over the config's data.test set.
+CHECKPOINT is an rladet checkpoint, or a PyTorch (.pth) or safetensors checkpoint of the whole
+detector with MMDetection's key names; every parameter of the model must be in it.
 
 options:
+  --load-from CHECKPOINT   the same as the CHECKPOINT argument, as in tools/train.ts
   --out FILE               write the detections as a COCO results json (bbox in [x, y, w, h])
   --eval bbox              evaluate against data.test's annotations and print the COCO table
   --backend NAME           auto | tensorflow | wasm | cpu (default: the config's backend, else auto)
@@ -28,6 +32,7 @@ async function main(): Promise<void> {
     options: {
       out: { type: 'string' },
       eval: { type: 'string' },
+      'load-from': { type: 'string' },
       backend: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -36,7 +41,15 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
-  if (positionals.length !== 2) throw new UsageError(`expected CONFIG and CHECKPOINT, got ${positionals.length} arguments`);
+  if (positionals.length < 1 || positionals.length > 2) {
+    throw new UsageError(`expected CONFIG and CHECKPOINT, got ${positionals.length} arguments`);
+  }
+
+  const loadFrom = values['load-from'];
+  if (positionals.length === 2 && loadFrom !== undefined) throw new UsageError('give the checkpoint either as CHECKPOINT or as --load-from, not both');
+  const checkpoint = positionals[1] ?? loadFrom;
+  if (checkpoint === undefined) throw new UsageError('missing CHECKPOINT (or --load-from CHECKPOINT)');
+
   if (values.eval !== undefined && values.eval !== 'bbox') {
     throw new UsageError(`--eval: '${values.eval}' is not supported (supported: bbox)`);
   }
@@ -47,7 +60,7 @@ async function main(): Promise<void> {
   if (backend !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backend)) {
     throw new UsageError(`--backend: '${backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
   }
-  const [configPath, checkpoint] = positionals as [string, string];
+  const configPath = positionals[0]!;
   const config = await loadDetectionConfig(configPath, overrides);
   const { evaluation } = await testFromConfig(config, {
     checkpoint,

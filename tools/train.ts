@@ -18,7 +18,9 @@ options:
                             (default: work_dirs/<config name>)
   --resume[=CHECKPOINT]     continue a run: from CHECKPOINT, or from the newest epoch_N.safetensors
                             in the work dir; restores weights, optimizer state, epoch and iteration
-  --load-from CHECKPOINT    start from these weights (epoch 0, fresh optimizer)
+  --load-from CHECKPOINT    start from the weights of CHECKPOINT (epoch 0, fresh optimizer): an rladet
+                            checkpoint, or a PyTorch (.pth) or safetensors checkpoint of the whole
+                            detector; keys missing from it keep their initial values and are listed
   --backend NAME            auto | tensorflow | wasm | cpu (default: the config's backend, else auto:
                             tfjs-node-gpu, then tfjs-node, then wasm)
   --no-validate             skip the evaluation after each epoch

@@ -1,7 +1,7 @@
 import { initBackend, type BackendChoice } from '../backends/index.ts';
 import type { CocoBboxResult } from '../coco/index.ts';
 import type { DetectionConfig } from '../config/detection_config.ts';
-import { loadCheckpoint } from '../engine/checkpoint.ts';
+import { loadWeights } from '../engine/weights.ts';
 import { writeFileAtomic } from '../utils/fs.ts';
 import { getLogger } from '../utils/logger.ts';
 import { buildDataset, buildDetector, buildLoader } from './build.ts';
@@ -10,6 +10,7 @@ import { evaluateBbox, inferDataset, toCocoResults, type BboxEvaluation } from '
 const logger = getLogger('test');
 
 export interface TestRunOptions {
+  /** Detector weights: an rladet checkpoint, or a PyTorch or safetensors checkpoint with MMDetection key names. */
   checkpoint: string;
   /** Write the detections here in the COCO results format. */
   out?: string;
@@ -28,8 +29,9 @@ export async function testFromConfig(config: DetectionConfig, options: TestRunOp
   await initBackend(options.backend ?? config.backend ?? 'auto');
   const model = buildDetector(config.model);
   try {
-    const meta = await loadCheckpoint(options.checkpoint, model);
-    logger.info(`loaded ${options.checkpoint} (epoch ${meta.epoch}, iteration ${meta.iteration})`);
+    // Strict, because evaluating a detector with some layers left at their initial values is never intended.
+    const { file } = await loadWeights(options.checkpoint, model, { target: 'model', strict: true });
+    logger.info(`loaded ${options.checkpoint} (epoch ${file.epoch ?? 'unknown'}, iteration ${file.iteration ?? 'unknown'})`);
     const dataset = buildDataset(config.data.test, 'data.test');
     const loader = buildLoader(dataset, config.data, 'test', config.seed ?? 0);
     let results: CocoBboxResult[];

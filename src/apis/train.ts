@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { initBackend, type BackendChoice } from '../backends/index.ts';
 import { dumpConfig } from '../config/config.ts';
 import type { DetectionConfig } from '../config/detection_config.ts';
-import { loadCheckpoint } from '../engine/checkpoint.ts';
+import { initWeights } from '../engine/pretrained.ts';
+import { loadWeights } from '../engine/weights.ts';
 import { runTraining, type TrainSummary } from '../engine/runner.ts';
 import { setInitSeed } from '../nn/init.ts';
 import { addLogSink, getLogger } from '../utils/logger.ts';
@@ -18,7 +19,7 @@ export interface TrainRunOptions {
   workDir: string;
   /** Checkpoint path to resume from, or 'latest' for the newest in the work dir. */
   resumeFrom?: string;
-  /** Weights to start from (no optimizer state, epoch 0), like MMDetection's load_from. */
+  /** Checkpoint of any supported format to start from (weights only, epoch 0), like MMDetection's load_from. */
   loadFrom?: string;
   /** Evaluate on `data.val` after each `evaluation.interval` epochs (default true). */
   validate?: boolean;
@@ -53,9 +54,10 @@ export async function trainFromConfig(config: DetectionConfig, options: TrainRun
     const model = buildDetector(config.model);
     try {
       const loadFrom = options.loadFrom ?? config.loadFrom ?? undefined;
-      if (loadFrom !== undefined && loadFrom !== null && options.resumeFrom === undefined) {
-        await loadCheckpoint(loadFrom, model);
-        logger.info(`loaded weights from ${loadFrom}`);
+      // Resuming restores every weight from the checkpoint, so pretrained inits and loadFrom are skipped.
+      if (options.resumeFrom === undefined) {
+        await initWeights(model);
+        if (loadFrom !== undefined && loadFrom !== null) await loadWeights(loadFrom, model, { target: 'model' });
       }
       logger.info(`model ${config.model.type}: ${model.countParameters().toLocaleString('en-US')} parameters`);
 

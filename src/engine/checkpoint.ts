@@ -30,6 +30,8 @@ export interface CheckpointMeta {
   metrics?: Record<string, number>;
   /** The optimizer's non-tensor state (step counts). */
   optimizerState?: Record<string, number>;
+  /** The checkpoint that tools/convert_checkpoint.ts converted these weights from. */
+  convertedFrom?: string;
 }
 
 async function tensorsOf(prefix: string, variables: Iterable<[string, tf.Tensor]>, into: Map<string, SafetensorsTensor>): Promise<void> {
@@ -48,6 +50,15 @@ export async function saveCheckpoint(path: string, model: Module, optimizer: Opt
   }
   const bytes = encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, rladet: JSON.stringify(record) });
   await writeFileAtomic(path, bytes);
+}
+
+/**
+ * Writes model tensors that are already in rladet's layout as a checkpoint without optimizer
+ * state; tools/convert_checkpoint.ts uses it when no model is built.
+ */
+export async function saveModelTensors(path: string, tensors: Map<string, SafetensorsTensor>, meta: CheckpointMeta): Promise<void> {
+  const prefixed = new Map([...tensors].map(([name, tensor]) => [MODEL_PREFIX + name, tensor]));
+  await writeFileAtomic(path, encodeSafetensors(prefixed, { format: CHECKPOINT_FORMAT, rladet: JSON.stringify(meta) }));
 }
 
 /** Reads a checkpoint file and checks that it is an rladet checkpoint. */
