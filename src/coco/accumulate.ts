@@ -63,8 +63,11 @@ export function accumulateEvaluation(state: EvaluationState): AccumulatedEval {
     (((t * numRecallThresholds + r) * numCategories + k) * numAreas + a) * numMaxDets + m;
   const recallIndex = (t: number, k: number, a: number, m: number) => ((t * numCategories + k) * numAreas + a) * numMaxDets + m;
 
-  let recallAtDetection = new Float64Array(0);
-  let precisionAtDetection = new Float64Array(0);
+  // Recall, precision and score at each true positive, in score order. Recall only changes at
+  // true positives, so the precision envelope and the recall-threshold lookups need only these.
+  let tpRecall = new Float64Array(0);
+  let tpPrecision = new Float64Array(0);
+  let tpScore = new Float64Array(0);
   let selected = new Int32Array(0);
 
   for (let k = 0; k < numCategories; k++) {
@@ -74,17 +77,17 @@ export function accumulateEvaluation(state: EvaluationState): AccumulatedEval {
 
     // Detections of this category over all images, concatenated in image order and sorted by
     // descending score. Ties keep concatenation order, as numpy's stable mergesort does.
-    const dtStart = state.groups[firstGroup]!.dtStart;
-    const lastGroup = state.groups[endGroup - 1]!;
-    const numCategoryDts = lastGroup.dtStart + lastGroup.dts.length - dtStart;
+    const dtStart = state.groupDtStart[firstGroup]!;
+    const numCategoryDts = state.groupDtStart[endGroup]! - dtStart;
     const order = new Int32Array(numCategoryDts);
     for (let n = 0; n < numCategoryDts; n++) order[n] = dtStart + n;
     order.sort((x, y) => state.dtScores[y]! - state.dtScores[x]! || x - y);
 
     if (selected.length < numCategoryDts) {
       selected = new Int32Array(numCategoryDts);
-      recallAtDetection = new Float64Array(numCategoryDts);
-      precisionAtDetection = new Float64Array(numCategoryDts);
+      tpRecall = new Float64Array(numCategoryDts);
+      tpPrecision = new Float64Array(numCategoryDts);
+      tpScore = new Float64Array(numCategoryDts);
     }
 
     for (let m = 0; m < numMaxDets; m++) {
@@ -107,34 +110,45 @@ export function accumulateEvaluation(state: EvaluationState): AccumulatedEval {
           let falsePositives = 0;
           for (let n = 0; n < numSelected; n++) {
             const outcome = state.dtOutcomes[outcomeRow + selected[n]!];
-            if (outcome === truePositive) truePositives++;
-            else if (outcome === falsePositive) falsePositives++;
-            recallAtDetection[n] = truePositives / numNonIgnoredGts;
-            precisionAtDetection[n] = truePositives / (falsePositives + truePositives + EPSILON);
-          }
-          recall[recallIndex(t, k, a, m)] = numSelected > 0 ? recallAtDetection[numSelected - 1]! : 0;
-
-          // Precision envelope: each value becomes the maximum precision at any higher recall.
-          for (let n = numSelected - 1; n > 0; n--) {
-            if (precisionAtDetection[n]! > precisionAtDetection[n - 1]!) {
-              precisionAtDetection[n - 1] = precisionAtDetection[n]!;
+            if (outcome === falsePositive) {
+              falsePositives++;
+            } else if (outcome === truePositive) {
+              tpRecall[truePositives] = (truePositives + 1) / numNonIgnoredGts;
+              tpPrecision[truePositives] = (truePositives + 1) / (falsePositives + (truePositives + 1) + EPSILON);
+              tpScore[truePositives] = state.dtScores[selected[n]!]!;
+              truePositives++;
             }
           }
+          recall[recallIndex(t, k, a, m)] = numSelected > 0 ? truePositives / numNonIgnoredGts : 0;
 
-          // Precision at each recall threshold. As in pycocotools, the first threshold beyond
-          // the reached recall and every later one get 0.
-          let reachable = true;
+          // Precision envelope: each value becomes the maximum precision at any higher recall.
+          // Between true positives precision only falls, so the maximum is reached at one.
+          for (let n = truePositives - 1; n > 0; n--) {
+            if (tpPrecision[n]! > tpPrecision[n - 1]!) tpPrecision[n - 1] = tpPrecision[n]!;
+          }
+
+          // Precision at each recall threshold: pycocotools reads it at the first detection whose
+          // recall reaches the threshold. As there, the first threshold beyond the reached recall
+          // and every later one get 0.
+          let reachable = numSelected > 0;
           for (let r = 0; r < numRecallThresholds; r++) {
             const index = precisionIndex(t, r, k, a, m);
-            const n = reachable ? searchSortedLeft(recallAtDetection, numSelected, p.recThrs[r]!) : numSelected;
-            if (n >= numSelected) {
+            const threshold = p.recThrs[r]!;
+            if (reachable && threshold <= 0) {
+              // Recall is >= 0 from the first detection on, true positive or not.
+              precision[index] = truePositives > 0 ? tpPrecision[0]! : 0;
+              scores[index] = state.dtScores[selected[0]!]!;
+              continue;
+            }
+            const n = reachable ? searchSortedLeft(tpRecall, truePositives, threshold) : truePositives;
+            if (n >= truePositives) {
               reachable = false;
               precision[index] = 0;
               scores[index] = 0;
               continue;
             }
-            precision[index] = precisionAtDetection[n]!;
-            scores[index] = state.dtScores[selected[n]!]!;
+            precision[index] = tpPrecision[n]!;
+            scores[index] = tpScore[n]!;
           }
         }
       }

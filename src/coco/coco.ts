@@ -1,12 +1,15 @@
 /**
  * COCO: an index over a COCO annotation file with pycocotools' lookup API (getAnnIds,
- * getCatIds, getImgIds, loadAnns, loadCats, loadImgs, loadRes). The index stores whole
+ * getCatIds, getImgIds, loadAnns, loadCats, loadImgs, loadRes, annToRLE, annToMask). The index stores whole
  * annotation records and assumes no annotation kind, so boxes, masks and keypoints share it.
  */
 import { DataError } from '../utils/errors.ts';
 import { readJsonFile } from './io.ts';
+import { fromRle, type BinaryMask } from './mask.ts';
 import { resultsToAnnotations } from './results.ts';
-import type { CocoAnnotation, CocoCategory, CocoDataset, CocoImage } from './types.ts';
+import { rleDecode } from './rle.ts';
+import { annotationToRle } from './segmentation.ts';
+import type { CocoAnnotation, CocoCategory, CocoDataset, CocoImage, CocoRle } from './types.ts';
 import { describeValue } from './values.ts';
 
 /** Receiver of progress messages and warnings. The Logger from rladet's `getLogger(scope)` fits. */
@@ -194,11 +197,12 @@ export class COCO {
 
   /**
    * Builds a COCO index of detection results on this ground truth, as pycocotools' loadRes
-   * does for box results. Each result becomes an annotation with id 1..n in input order,
-   * iscrowd 0 and area w * h. A result without segmentation gets its box as a polygon.
-   * The index shares this dataset's images and copies its categories. The results are not
-   * modified. Throws DataError naming the result index and field of an invalid result, or
-   * listing the image ids that are not in this dataset.
+   * does. Each result becomes an annotation with id 1..n in input order and iscrowd 0. Box
+   * results get area w * h and, without a segmentation, their box as a polygon. Mask results
+   * (RLE segmentation, no box in the first result) get the mask's area and, without a box, its
+   * tight box. The index shares this dataset's images and copies its categories. The results
+   * are not modified. Throws DataError naming the result index and field of an invalid result,
+   * or listing the image ids that are not in this dataset.
    */
   loadRes(results: string | readonly unknown[]): COCO {
     const source = typeof results === 'string' ? results : 'results';
@@ -215,6 +219,24 @@ export class COCO {
     const res = new COCO(dataset, { source, ...(this.logger !== undefined ? { logger: this.logger } : {}) });
     this.logger?.info(`done (t=${((performance.now() - started) / 1000).toFixed(2)}s)`);
     return res;
+  }
+
+  /**
+   * Converts an annotation's segmentation to a compressed RLE, as pycocotools' annToRLE:
+   * polygons are rasterised at the image's height and width and merged, uncompressed counts
+   * are compressed, and a compressed RLE is returned as it is.
+   */
+  annToRLE(annotation: CocoAnnotation): CocoRle {
+    if (typeof annotation.segmentation === 'object' && !Array.isArray(annotation.segmentation)) {
+      if (typeof annotation.segmentation?.counts === 'string') return annotation.segmentation;
+    }
+    return fromRle(annotationToRle(annotation, this));
+  }
+
+  /** Decodes an annotation's segmentation into a row-major binary mask (pycocotools' annToMask). */
+  annToMask(annotation: CocoAnnotation): BinaryMask {
+    const rle = annotationToRle(annotation, this);
+    return { height: rle.height, width: rle.width, data: rleDecode(rle) };
   }
 }
 

@@ -10,9 +10,10 @@
  */
 import { accumulateEvaluation, type AccumulatedEval } from './accumulate.ts';
 import type { COCO, CocoLogger } from './coco.ts';
-import { evaluateImages, matchGroup, MatchBuffers, type EvaluationState } from './evaluate.ts';
+import { evaluateImages, groupIous, matchGroup, MatchBuffers, type EvaluationState } from './evaluate.ts';
 import { getIouComputer } from './iou.ts';
 import { checkParams, Params, type AreaRange } from './params.ts';
+import './segmentation.ts';
 import { perCategoryMetrics, summarizeDetections, type CategoryMetrics, type CocoSummary } from './summarize.ts';
 
 export interface CocoEvalOptions {
@@ -139,15 +140,16 @@ export class COCOeval {
     for (let k = 0; k < state.categoryIds.length; k++) {
       for (const areaRange of p.areaRng) {
         for (let i = 0; i < numImages; i++) {
-          const groupIndex = state.groupOfCell[k * numImages + i]!;
-          if (groupIndex < 0) {
+          const group = state.groupOfCell[k * numImages + i]!;
+          if (group < 0) {
             result.push(null);
             continue;
           }
-          const group = state.groups[groupIndex]!;
-          matchGroup(state, group, areaRange, buffers);
-          const numGts = group.gts.length;
-          const numDts = group.dts.length;
+          const gtStart = state.groupGtStart[group]!;
+          const dtStart = state.groupDtStart[group]!;
+          const numGts = state.groupGtStart[group + 1]! - gtStart;
+          const numDts = state.groupDtStart[group + 1]! - dtStart;
+          matchGroup(state, group, groupIous(state, group), areaRange, buffers);
           const rows = (array: ArrayLike<number>, width: number) =>
             Array.from({ length: numThresholds }, (_, t) => Array.from({ length: width }, (_, n) => array[t * width + n]!));
           result.push({
@@ -155,11 +157,11 @@ export class COCOeval {
             category_id: state.categoryIds[k]!,
             aRng: [areaRange[0], areaRange[1]],
             maxDet: p.maxDets[p.maxDets.length - 1]!,
-            dtIds: group.dts.map((dt) => dt.id),
+            dtIds: Array.from(state.dtIds.subarray(dtStart, dtStart + numDts)),
             gtIds: Array.from({ length: numGts }, (_, j) => buffers.sortedGtIds[j]!),
             dtMatches: rows(buffers.dtMatches, numDts),
             gtMatches: rows(buffers.gtMatches, numGts),
-            dtScores: group.dts.map((dt) => dt.score!),
+            dtScores: Array.from(state.dtScores.subarray(dtStart, dtStart + numDts)),
             gtIgnore: Array.from({ length: numGts }, (_, j) => buffers.gtIgnore[j]!),
             dtIgnore: rows(buffers.dtIgnore, numDts),
           });

@@ -4,11 +4,13 @@
  *
  * The annotations of all groups (one image and one category) are packed into flat typed
  * arrays, and each detection's outcome is stored as one byte per area range and threshold,
- * so that accumulate() needs no per-image objects.
+ * so that accumulate() needs no per-image objects. IoU matrices live only while their group
+ * is matched.
  */
 import { DataError } from '../utils/errors.ts';
-import { crowdFlag, type COCO } from './coco.ts';
-import type { IouComputer } from './iou.ts';
+import type { COCO } from './coco.ts';
+import { groupByCell, type CellAnnotations } from './grouping.ts';
+import type { IouComputer, IouContext } from './iou.ts';
 import type { AreaRange, Params } from './params.ts';
 import type { CocoAnnotation } from './types.ts';
 import { describeValue } from './values.ts';
@@ -19,31 +21,28 @@ export const TRUE_POSITIVE = 1;
 /** Matched to an ignored object, or unmatched and outside the area range: counts for nothing. */
 export const IGNORED = 2;
 
-/** The ground truth and detections of one image and one category (all categories when useCats is false). */
-export interface Group {
-  imageIndex: number;
-  categoryIndex: number;
-  gts: CocoAnnotation[];
-  /** Detections sorted by descending score (stable), at most maxDets[-1] of them. */
-  dts: CocoAnnotation[];
-  /** Row-major D x G IoU matrix, ground truth in `gts` order. */
-  ious: Float64Array;
-  gtStart: number;
-  dtStart: number;
-}
-
 export interface EvaluationState {
   /** Copy of the parameters used, with imgIds and catIds sorted and unique and maxDets sorted. */
   params: Params;
   /** Category id of each category index: params.catIds, or [-1] when useCats is false. */
   categoryIds: number[];
-  /** Groups with ground truth or detections, ordered by category index, then by image index. */
-  groups: Group[];
-  /** Groups of category index k are groups[categoryGroupStart[k] .. categoryGroupStart[k + 1]). */
+  /**
+   * Groups are the (category, image) pairs with ground truth or detections, ordered by
+   * category index, then by image index (one category, -1, when useCats is false).
+   */
+  numGroups: number;
+  groupImage: Int32Array;
+  groupCategory: Int32Array;
+  /** Group g's ground truth is at [groupGtStart[g], groupGtStart[g + 1]) of the gt arrays. */
+  groupGtStart: Int32Array;
+  /** Group g's detections, by descending score and cut at maxDets[-1], are at [groupDtStart[g], groupDtStart[g + 1]). */
+  groupDtStart: Int32Array;
+  /** Groups of category index k are [categoryGroupStart[k], categoryGroupStart[k + 1]). */
   categoryGroupStart: Int32Array;
   /** Group index of (categoryIndex * numImages + imageIndex), or -1 for an empty pair. */
   groupOfCell: Int32Array;
-  /** Fields of all groups' annotations: group g's ground truth is at [gtStart, gtStart + G), its detections at [dtStart, dtStart + D). */
+  gtAnnotations: CocoAnnotation[];
+  dtAnnotations: CocoAnnotation[];
   gtIds: Float64Array;
   gtAreas: Float64Array;
   gtCrowd: Uint8Array;
@@ -56,6 +55,8 @@ export interface EvaluationState {
   dtOutcomes: Uint8Array;
   /** Number of ground-truth objects that are not ignored, per group and area range: [group * A + a]. */
   nonIgnoredGtCounts: Int32Array;
+  iouComputer: IouComputer;
+  iouContext: IouContext;
 }
 
 /** Per-image match arrays in pycocotools' layout (T rows of D or G entries), reused between groups. */
@@ -92,46 +93,69 @@ function uniqueSorted(values: readonly number[]): number[] {
   return [...new Set(values)].sort((a, b) => a - b);
 }
 
-/** Groups the annotations of the evaluated images by image id, then category id, in file order. */
-function bucketAnnotations(
-  coco: COCO,
-  imgIds: readonly number[],
-  categoryFilter: ReadonlySet<number> | undefined,
-  role: string,
-): Map<number, Map<number, CocoAnnotation[]>> {
-  const buckets = new Map<number, Map<number, CocoAnnotation[]>>();
-  for (const imgId of imgIds) {
-    const annotations = coco.imgToAnns.get(imgId);
-    if (annotations === undefined) continue;
-    const byCategory = new Map<number, CocoAnnotation[]>();
-    for (const annotation of annotations) {
-      if (categoryFilter !== undefined && !categoryFilter.has(annotation.category_id)) continue;
-      if (coco.anns.get(annotation.id) !== annotation) {
-        // pycocotools looks annotations up by id, so a repeated id silently replaces one object
-        // with another. Rejecting it keeps the numbers meaningful.
-        throw new DataError(`${coco.source}: ${role} annotation id ${annotation.id} is used more than once`);
-      }
-      const list = byCategory.get(annotation.category_id);
-      if (list === undefined) byCategory.set(annotation.category_id, [annotation]);
-      else list.push(annotation);
-    }
-    buckets.set(imgId, byCategory);
-  }
-  return buckets;
-}
-
-/** Throws DataError naming the annotation unless every annotation's area (and score, for detections) is a finite number. */
-function checkNumberFields(annotations: readonly CocoAnnotation[], role: 'ground truth' | 'detection', source: string): void {
-  for (const annotation of annotations) {
+/** Throws DataError naming the first annotation whose area (or score, for detections) is not a finite number. */
+function checkNumberFields(cells: CellAnnotations, role: 'ground truth' | 'detection', source: string): void {
+  for (let n = 0; n < cells.annotations.length; n++) {
     let field: 'area' | 'score' | undefined;
-    if (!Number.isFinite(annotation.area)) field = 'area';
-    else if (role === 'detection' && !Number.isFinite(annotation.score)) field = 'score';
+    if (!Number.isFinite(cells.areas[n])) field = 'area';
+    else if (role === 'detection' && !Number.isFinite(cells.scores[n])) field = 'score';
     if (field === undefined) continue;
+    const annotation = cells.annotations[n]!;
     throw new DataError(
       `${source}: ${role} annotation ${annotation.id} (image ${annotation.image_id}).${field}: ` +
         `expected a finite number, found ${describeValue(annotation[field])}`,
     );
   }
+}
+
+/**
+ * Sorts order[0, count) by descending score, keeping equal scores in their input order, as
+ * numpy's mergesort of the negated scores does in pycocotools.
+ */
+function sortByScore(order: Int32Array, count: number, scores: Float64Array): void {
+  if (count <= 32) {
+    for (let j = 1; j < count; j++) {
+      const item = order[j]!;
+      const score = scores[item]!;
+      let i = j - 1;
+      while (i >= 0 && scores[order[i]!]! < score) {
+        order[i + 1] = order[i]!;
+        i--;
+      }
+      order[i + 1] = item;
+    }
+    return;
+  }
+  const sorted = Array.from(order.subarray(0, count)).sort((a, b) => scores[b]! - scores[a]! || a - b);
+  order.set(sorted);
+}
+
+const EMPTY_IOUS = new Float64Array(0);
+
+/** Calls the IoU computer on one group and checks the size of what it returns. */
+function computeGroupIous(
+  computer: IouComputer,
+  dts: readonly CocoAnnotation[],
+  gts: readonly CocoAnnotation[],
+  gtCrowd: Uint8Array,
+  context: IouContext,
+): Float64Array {
+  if (dts.length === 0 || gts.length === 0) return EMPTY_IOUS;
+  const ious = computer.computeIous(dts, gts, gtCrowd, context);
+  if (ious.length !== dts.length * gts.length) {
+    throw new Error(
+      `IoU computer '${computer.iouType}' returned ${ious.length} values for ${dts.length} detections and ${gts.length} ground-truth objects`,
+    );
+  }
+  return ious;
+}
+
+/** Recomputes the IoU matrix of one group (D x G, ground truth in input order), for debugging output. */
+export function groupIous(state: EvaluationState, group: number): Float64Array {
+  const gts = state.gtAnnotations.slice(state.groupGtStart[group], state.groupGtStart[group + 1]);
+  const dts = state.dtAnnotations.slice(state.groupDtStart[group], state.groupDtStart[group + 1]);
+  const gtCrowd = state.gtCrowd.slice(state.groupGtStart[group], state.groupGtStart[group + 1]);
+  return computeGroupIous(state.iouComputer, dts, gts, gtCrowd, state.iouContext);
 }
 
 /**
@@ -144,54 +168,43 @@ export function evaluateImages(cocoGt: COCO, cocoDt: COCO, params: Params, iouCo
   params.maxDets = [...params.maxDets].sort((a, b) => a - b);
   const p = params.clone();
 
-  const imgIds = p.imgIds;
+  const numImages = p.imgIds.length;
   const categoryIds = p.useCats ? p.catIds : [-1];
-  const categoryFilter = p.useCats ? new Set(p.catIds) : undefined;
-  const gtBuckets = bucketAnnotations(cocoGt, imgIds, categoryFilter, 'ground truth');
-  const dtBuckets = bucketAnnotations(cocoDt, imgIds, categoryFilter, 'detection');
+  const numCells = categoryIds.length * numImages;
+  const numAreas = p.areaRng.length;
   const maxDet = p.maxDets[p.maxDets.length - 1]!;
+  const gtCells = groupByCell(cocoGt, p.imgIds, p.catIds, p.useCats, 'ground truth');
+  const dtCells = groupByCell(cocoDt, p.imgIds, p.catIds, p.useCats, 'detection');
+  checkNumberFields(gtCells, 'ground truth', cocoGt.source);
+  checkNumberFields(dtCells, 'detection', cocoDt.source);
 
-  const annotationsOf = (buckets: Map<number, Map<number, CocoAnnotation[]>>, imgId: number, catId: number) => {
-    const byCategory = buckets.get(imgId);
-    if (byCategory === undefined) return [];
-    if (p.useCats) return byCategory.get(catId) ?? [];
-    return p.catIds.flatMap((id) => byCategory.get(id) ?? []);
-  };
-
-  // Pass 1: collect the groups, sort and cut their detections, compute their IoUs.
-  const groups: Group[] = [];
-  const categoryGroupStart = new Int32Array(categoryIds.length + 1);
-  const groupOfCell = new Int32Array(categoryIds.length * imgIds.length).fill(-1);
+  // Pass 1: count the groups and the detections that survive the maxDets cut.
+  let numGroups = 0;
   let numGts = 0;
   let numDts = 0;
-  for (let k = 0; k < categoryIds.length; k++) {
-    categoryGroupStart[k] = groups.length;
-    for (let i = 0; i < imgIds.length; i++) {
-      const gts = annotationsOf(gtBuckets, imgIds[i]!, categoryIds[k]!);
-      const allDts = annotationsOf(dtBuckets, imgIds[i]!, categoryIds[k]!);
-      if (gts.length === 0 && allDts.length === 0) continue;
-
-      checkNumberFields(gts, 'ground truth', cocoGt.source);
-      checkNumberFields(allDts, 'detection', cocoDt.source);
-      // Array.prototype.sort is stable, like numpy's mergesort in pycocotools: ties keep input order.
-      const dts = [...allDts].sort((a, b) => b.score! - a.score!).slice(0, maxDet);
-      const gtIsCrowd = Uint8Array.from(gts, (gt) => (crowdFlag(gt) !== 0 ? 1 : 0));
-      const ious = iouComputer.computeIous(dts, gts, gtIsCrowd);
-
-      groupOfCell[k * imgIds.length + i] = groups.length;
-      groups.push({ imageIndex: i, categoryIndex: k, gts, dts, ious, gtStart: numGts, dtStart: numDts });
-      numGts += gts.length;
-      numDts += dts.length;
-    }
+  let largestCell = 0;
+  for (let c = 0; c < numCells; c++) {
+    const cellGts = gtCells.cellStart[c + 1]! - gtCells.cellStart[c]!;
+    const cellDts = dtCells.cellStart[c + 1]! - dtCells.cellStart[c]!;
+    if (cellGts === 0 && cellDts === 0) continue;
+    numGroups++;
+    numGts += cellGts;
+    numDts += Math.min(cellDts, maxDet);
+    largestCell = Math.max(largestCell, cellDts);
   }
-  categoryGroupStart[categoryIds.length] = groups.length;
 
   const state: EvaluationState = {
     params: p,
     categoryIds,
-    groups,
-    categoryGroupStart,
-    groupOfCell,
+    numGroups,
+    groupImage: new Int32Array(numGroups),
+    groupCategory: new Int32Array(numGroups),
+    groupGtStart: new Int32Array(numGroups + 1),
+    groupDtStart: new Int32Array(numGroups + 1),
+    categoryGroupStart: new Int32Array(categoryIds.length + 1),
+    groupOfCell: new Int32Array(numCells).fill(-1),
+    gtAnnotations: new Array<CocoAnnotation>(numGts),
+    dtAnnotations: new Array<CocoAnnotation>(numDts),
     gtIds: new Float64Array(numGts),
     gtAreas: new Float64Array(numGts),
     gtCrowd: new Uint8Array(numGts),
@@ -199,33 +212,73 @@ export function evaluateImages(cocoGt: COCO, cocoDt: COCO, params: Params, iouCo
     dtAreas: new Float64Array(numDts),
     dtScores: new Float64Array(numDts),
     dtRanks: new Int32Array(numDts),
-    dtOutcomes: new Uint8Array(p.areaRng.length * p.iouThrs.length * numDts),
-    nonIgnoredGtCounts: new Int32Array(groups.length * p.areaRng.length),
+    dtOutcomes: new Uint8Array(numAreas * p.iouThrs.length * numDts),
+    nonIgnoredGtCounts: new Int32Array(numGroups * numAreas),
+    iouComputer,
+    iouContext: { cocoGt, cocoDt },
   };
 
-  // Pass 2: pack the annotations, then match every group at every area range.
-  for (const group of groups) {
-    for (let n = 0; n < group.gts.length; n++) {
-      const gt = group.gts[n]!;
-      state.gtIds[group.gtStart + n] = gt.id;
-      state.gtAreas[group.gtStart + n] = gt.area!;
-      state.gtCrowd[group.gtStart + n] = crowdFlag(gt) !== 0 ? 1 : 0;
-    }
-    for (let n = 0; n < group.dts.length; n++) {
-      const dt = group.dts[n]!;
-      state.dtIds[group.dtStart + n] = dt.id;
-      state.dtAreas[group.dtStart + n] = dt.area!;
-      state.dtScores[group.dtStart + n] = dt.score!;
-      state.dtRanks[group.dtStart + n] = n;
-    }
-  }
+  const order = new Int32Array(largestCell);
   const buffers = new MatchBuffers();
-  for (let g = 0; g < groups.length; g++) {
-    for (let a = 0; a < p.areaRng.length; a++) {
-      matchGroup(state, groups[g]!, p.areaRng[a]!, buffers);
-      recordOutcomes(state, g, a, buffers);
+
+  // Pass 2: per group, sort and cut the detections, pack the fields, compute the IoUs and
+  // match at every area range. The IoUs are dropped once matched.
+  let group = 0;
+  let gtOffset = 0;
+  let dtOffset = 0;
+  for (let k = 0; k < categoryIds.length; k++) {
+    state.categoryGroupStart[k] = group;
+    for (let i = 0; i < numImages; i++) {
+      const cell = k * numImages + i;
+      const gtStart = gtCells.cellStart[cell]!;
+      const gtEnd = gtCells.cellStart[cell + 1]!;
+      const dtStart = dtCells.cellStart[cell]!;
+      const cellDts = dtCells.cellStart[cell + 1]! - dtStart;
+      if (gtEnd === gtStart && cellDts === 0) continue;
+
+      for (let n = 0; n < cellDts; n++) order[n] = dtStart + n;
+      sortByScore(order, cellDts, dtCells.scores);
+      const numGroupDts = Math.min(cellDts, maxDet);
+
+      const gts = gtCells.annotations.slice(gtStart, gtEnd);
+      const dts = new Array<CocoAnnotation>(numGroupDts);
+      for (let n = 0; n < gts.length; n++) {
+        state.gtAnnotations[gtOffset + n] = gts[n]!;
+        state.gtIds[gtOffset + n] = gtCells.ids[gtStart + n]!;
+        state.gtAreas[gtOffset + n] = gtCells.areas[gtStart + n]!;
+        state.gtCrowd[gtOffset + n] = gtCells.crowd[gtStart + n]!;
+      }
+      for (let n = 0; n < numGroupDts; n++) {
+        const j = order[n]!;
+        const dt = dtCells.annotations[j]!;
+        dts[n] = dt;
+        state.dtAnnotations[dtOffset + n] = dt;
+        state.dtIds[dtOffset + n] = dtCells.ids[j]!;
+        state.dtAreas[dtOffset + n] = dtCells.areas[j]!;
+        state.dtScores[dtOffset + n] = dtCells.scores[j]!;
+        state.dtRanks[dtOffset + n] = n;
+      }
+
+      state.groupOfCell[cell] = group;
+      state.groupImage[group] = i;
+      state.groupCategory[group] = k;
+      state.groupGtStart[group] = gtOffset;
+      state.groupDtStart[group] = dtOffset;
+      gtOffset += gts.length;
+      dtOffset += numGroupDts;
+      state.groupGtStart[group + 1] = gtOffset;
+      state.groupDtStart[group + 1] = dtOffset;
+
+      const gtCrowd = state.gtCrowd.subarray(state.groupGtStart[group]!, gtOffset);
+      const ious = computeGroupIous(iouComputer, dts, gts, gtCrowd, state.iouContext);
+      for (let a = 0; a < numAreas; a++) {
+        matchGroup(state, group, ious, p.areaRng[a]!, buffers);
+        recordOutcomes(state, group, a, buffers);
+      }
+      group++;
     }
   }
+  state.categoryGroupStart[categoryIds.length] = group;
   return state;
 }
 
@@ -238,11 +291,19 @@ export function evaluateImages(cocoGt: COCO, cocoDt: COCO, params: Params, iouCo
  * ignored ones. A crowd object stays available after a match. Unmatched detections outside
  * the range are ignored.
  */
-export function matchGroup(state: EvaluationState, group: Group, areaRange: AreaRange, buffers: MatchBuffers): void {
+export function matchGroup(
+  state: EvaluationState,
+  group: number,
+  ious: Float64Array,
+  areaRange: AreaRange,
+  buffers: MatchBuffers,
+): void {
   const iouThrs = state.params.iouThrs;
   const numThresholds = iouThrs.length;
-  const numGts = group.gts.length;
-  const numDts = group.dts.length;
+  const gtStart = state.groupGtStart[group]!;
+  const dtStart = state.groupDtStart[group]!;
+  const numGts = state.groupGtStart[group + 1]! - gtStart;
+  const numDts = state.groupDtStart[group + 1]! - dtStart;
   const [minArea, maxArea] = areaRange;
   buffers.reserve(numGts, numDts, numThresholds);
   const { gtOrder, gtIgnore, sortedGtCrowd, sortedGtIds, dtMatches, gtMatches, dtIgnore } = buffers;
@@ -251,7 +312,7 @@ export function matchGroup(state: EvaluationState, group: Group, areaRange: Area
   let position = 0;
   for (let pass = 0; pass < 2; pass++) {
     for (let g = 0; g < numGts; g++) {
-      const n = group.gtStart + g;
+      const n = gtStart + g;
       const area = state.gtAreas[n]!;
       const ignored = state.gtCrowd[n] !== 0 || area < minArea || area > maxArea ? 1 : 0;
       if (ignored !== pass) continue;
@@ -266,7 +327,6 @@ export function matchGroup(state: EvaluationState, group: Group, areaRange: Area
   dtIgnore.fill(0, 0, numThresholds * numDts);
   gtMatches.fill(0, 0, numThresholds * numGts);
 
-  const ious = group.ious;
   if (numGts > 0 && numDts > 0) {
     for (let t = 0; t < numThresholds; t++) {
       const threshold = Math.min(iouThrs[t]!, 1 - 1e-10);
@@ -289,13 +349,13 @@ export function matchGroup(state: EvaluationState, group: Group, areaRange: Area
         if (best === -1) continue;
         dtIgnore[t * numDts + d] = gtIgnore[best]!;
         dtMatches[t * numDts + d] = sortedGtIds[best]!;
-        gtMatches[gtRow + best] = state.dtIds[group.dtStart + d]!;
+        gtMatches[gtRow + best] = state.dtIds[dtStart + d]!;
       }
     }
   }
 
   for (let d = 0; d < numDts; d++) {
-    const area = state.dtAreas[group.dtStart + d]!;
+    const area = state.dtAreas[dtStart + d]!;
     if (area >= minArea && area <= maxArea) continue;
     for (let t = 0; t < numThresholds; t++) {
       if (dtMatches[t * numDts + d] === 0) dtIgnore[t * numDts + d] = 1;
@@ -304,13 +364,14 @@ export function matchGroup(state: EvaluationState, group: Group, areaRange: Area
 }
 
 /** Stores the outcome of each detection and the count of objects that are not ignored. */
-function recordOutcomes(state: EvaluationState, groupIndex: number, areaIndex: number, buffers: MatchBuffers): void {
-  const group = state.groups[groupIndex]!;
+function recordOutcomes(state: EvaluationState, group: number, areaIndex: number, buffers: MatchBuffers): void {
   const numThresholds = state.params.iouThrs.length;
-  const numDts = group.dts.length;
+  const dtStart = state.groupDtStart[group]!;
+  const numDts = state.groupDtStart[group + 1]! - dtStart;
+  const numGts = state.groupGtStart[group + 1]! - state.groupGtStart[group]!;
   const numAllDts = state.dtIds.length;
   for (let t = 0; t < numThresholds; t++) {
-    const outcomeRow = (areaIndex * numThresholds + t) * numAllDts + group.dtStart;
+    const outcomeRow = (areaIndex * numThresholds + t) * numAllDts + dtStart;
     for (let d = 0; d < numDts; d++) {
       const k = t * numDts + d;
       // A detection matched to an object with id 0 counts as unmatched, as in pycocotools,
@@ -322,6 +383,6 @@ function recordOutcomes(state: EvaluationState, groupIndex: number, areaIndex: n
     }
   }
   let nonIgnored = 0;
-  for (let j = 0; j < group.gts.length; j++) if (buffers.gtIgnore[j] === 0) nonIgnored++;
-  state.nonIgnoredGtCounts[groupIndex * state.params.areaRng.length + areaIndex] = nonIgnored;
+  for (let j = 0; j < numGts; j++) if (buffers.gtIgnore[j] === 0) nonIgnored++;
+  state.nonIgnoredGtCounts[group * state.params.areaRng.length + areaIndex] = nonIgnored;
 }

@@ -28,3 +28,6 @@ export type {
   CocoRle,
   CocoSegmentation,
 } from './types.ts';
+export * as maskUtils from './mask.ts';
+export type { BinaryMask, CompressedRle } from './mask.ts';
+export { segmIouComputer } from './segmentation.ts';

@@ -4,7 +4,14 @@
  * changing the matching code.
  */
 import { ConfigError, DataError } from '../utils/errors.ts';
+import type { COCO } from './coco.ts';
 import type { CocoAnnotation } from './types.ts';
+
+/** The two indexes being evaluated, for computers that need image sizes or other records. */
+export interface IouContext {
+  cocoGt: COCO;
+  cocoDt: COCO;
+}
 
 export interface IouComputer {
   /** Name used as COCOeval's `iouType`, such as 'bbox'. */
@@ -19,6 +26,7 @@ export interface IouComputer {
     detections: readonly CocoAnnotation[],
     groundTruths: readonly CocoAnnotation[],
     gtIsCrowd: Uint8Array,
+    context: IouContext,
   ): Float64Array;
 }
 

@@ -1,6 +1,8 @@
 /** Validation of detection results and their conversion to annotations (pycocotools' loadRes). */
 import { DataError } from '../utils/errors.ts';
 import type { COCO } from './coco.ts';
+import { toRle } from './mask.ts';
+import { rleArea, rleToBboxInto } from './rle.ts';
 import type { CocoAnnotation, CocoResult } from './types.ts';
 import { describeValue } from './values.ts';
 
@@ -15,10 +17,12 @@ function isFiniteNumber(value: unknown): value is number {
 }
 
 /**
- * Validates the results against the ground truth `gt` and returns them as annotations: ids
- * 1..n in input order, iscrowd 0, area w * h and, where a result has no segmentation, its box
- * as a four-corner polygon. Like pycocotools, the first result decides the kind of all.
- * `source` names the results in error messages.
+ * Validates the results against the ground truth `gt` and returns them as annotations with
+ * ids 1..n in input order and iscrowd 0. Like pycocotools, the first result decides the kind
+ * of all: with a non-empty `bbox` they are box results (area w * h and, where a result has no
+ * segmentation, its box as a four-corner polygon), otherwise with a `segmentation` they are
+ * mask results (area and, where missing, box from the RLE). `source` names the results in
+ * error messages.
  */
 export function resultsToAnnotations(results: unknown, gt: COCO, source: string): CocoAnnotation[] {
   if (!Array.isArray(results)) {
@@ -29,16 +33,15 @@ export function resultsToAnnotations(results: unknown, gt: COCO, source: string)
 
   const first = results[0] as Record<string, unknown>;
   if ('caption' in first) {
-    throw new DataError(`${source}[0]: caption results are not supported; expected box results with 'bbox'`);
+    throw new DataError(`${source}[0]: caption results are not supported; expected box results with 'bbox' or mask results with 'segmentation'`);
   }
   if (Array.isArray(first['bbox']) && first['bbox'].length > 0) {
     return boxResultsToAnnotations(results, gt, source);
   }
-  if ('segmentation' in first) {
-    // TODO: mask results without a box need RLE area and toBbox from the mask utilities.
-    throw new DataError(`${source}[0]: results with a segmentation but no bbox are not supported yet`);
-  }
-  throw new DataError(`${source}[0]: expected a result with 'bbox' [x, y, width, height], found ${describeValue(first)}`);
+  if ('segmentation' in first) return maskResultsToAnnotations(results, gt, source);
+  throw new DataError(
+    `${source}[0]: expected a result with 'bbox' [x, y, width, height] or 'segmentation' (an RLE), found ${describeValue(first)}`,
+  );
 }
 
 /** Rejects non-object results and lists the image ids that are not in the ground truth. */
@@ -70,31 +73,81 @@ function checkImageIds(results: readonly unknown[], gt: COCO, source: string): v
   );
 }
 
+/** Checks the score and category id that every result needs. */
+function checkScoreAndCategory(result: CocoResult, where: string, gt: COCO): void {
+  if (!isFiniteNumber(result.score)) {
+    throw new DataError(`${where}.score: expected a finite number, found ${describeValue(result.score)}`);
+  }
+  if (!isFiniteNumber(result.category_id) || !gt.cats.has(result.category_id)) {
+    throw new DataError(
+      `${where}.category_id: ${describeValue(result.category_id)} is not a category id of the ground truth ${gt.source}`,
+    );
+  }
+}
+
+function checkBox(bbox: unknown, where: string): asserts bbox is [number, number, number, number] {
+  if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every(isFiniteNumber)) {
+    throw new DataError(`${where}.bbox: expected 4 finite numbers [x, y, width, height], found ${describeValue(bbox)}`);
+  }
+}
+
 function boxResultsToAnnotations(results: readonly unknown[], gt: COCO, source: string): CocoAnnotation[] {
   const annotations = new Array<CocoAnnotation>(results.length);
   for (let index = 0; index < results.length; index++) {
     const result = results[index] as CocoResult;
     const where = `${source}[${index}]`;
-
-    if (!isFiniteNumber(result.score)) {
-      throw new DataError(`${where}.score: expected a finite number, found ${describeValue(result.score)}`);
-    }
-    if (!isFiniteNumber(result.category_id) || !gt.cats.has(result.category_id)) {
-      throw new DataError(
-        `${where}.category_id: ${describeValue(result.category_id)} is not a category id of the ground truth ${gt.source}`,
-      );
-    }
+    checkScoreAndCategory(result, where, gt);
     const bbox = result.bbox;
-    if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every(isFiniteNumber)) {
-      throw new DataError(`${where}.bbox: expected 4 finite numbers [x, y, width, height], found ${describeValue(bbox)}`);
-    }
+    checkBox(bbox, where);
 
-    const [x, y, width, height] = bbox as [number, number, number, number];
+    const [x, y, width, height] = bbox;
     const annotation: CocoAnnotation = { ...result, id: index + 1, area: width * height, iscrowd: 0 };
     if (result.segmentation === undefined) {
       const right = x + width;
       const bottom = y + height;
       annotation.segmentation = [[x, y, x, bottom, right, bottom, right, y]];
+    }
+    annotations[index] = annotation;
+  }
+  return annotations;
+}
+
+/**
+ * Converts mask results as pycocotools' loadRes does: area is the mask's pixel count and a
+ * result without a box gets the mask's tight box. Unlike pycocotools, uncompressed RLE counts
+ * are accepted, a result with `bbox: []` gets the mask's box, and a mask whose size differs
+ * from its image's is rejected (pycocotools would give it IoU -1 with every object).
+ */
+function maskResultsToAnnotations(results: readonly unknown[], gt: COCO, source: string): CocoAnnotation[] {
+  const annotations = new Array<CocoAnnotation>(results.length);
+  const box = new Float64Array(4);
+  for (let index = 0; index < results.length; index++) {
+    const result = results[index] as CocoResult;
+    const where = `${source}[${index}]`;
+    checkScoreAndCategory(result, where, gt);
+
+    const segmentation: unknown = result.segmentation;
+    if (Array.isArray(segmentation)) {
+      throw new DataError(
+        `${where}.segmentation: mask results must be RLE objects {size: [height, width], counts}, found polygons ` +
+          '(pycocotools reads only RLEs here too); encode the mask with frPyObjects and merge',
+      );
+    }
+    const rle = toRle(segmentation, `${where}.segmentation`);
+    const image = gt.imgs.get(result.image_id)!;
+    if (image.height !== undefined && image.width !== undefined && (rle.height !== image.height || rle.width !== image.width)) {
+      throw new DataError(
+        `${where}.segmentation.size: [${rle.height}, ${rle.width}] differs from image ${result.image_id}'s ` +
+          `[height, width] [${image.height}, ${image.width}] in ${gt.source}`,
+      );
+    }
+
+    const annotation: CocoAnnotation = { ...result, id: index + 1, area: rleArea(rle), iscrowd: 0 };
+    if (result.bbox === undefined || (Array.isArray(result.bbox) && result.bbox.length === 0)) {
+      rleToBboxInto(rle, box, 0);
+      annotation.bbox = [box[0]!, box[1]!, box[2]!, box[3]!];
+    } else {
+      checkBox(result.bbox, where);
     }
     annotations[index] = annotation;
   }

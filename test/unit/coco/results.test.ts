@@ -119,15 +119,17 @@ test('results that are not a list are rejected', (t) => {
   });
   t.throws(() => gt.loadRes([{ image_id: 1, category_id: 1, score: 0.5 }]), {
     instanceOf: DataError,
-    message: `results[0]: expected a result with 'bbox' [x, y, width, height], found {"image_id":1,"category_id":1,"score":0.5}`,
+    message:
+      `results[0]: expected a result with 'bbox' [x, y, width, height] or 'segmentation' (an RLE), ` +
+      'found {"image_id":1,"category_id":1,"score":0.5}',
   });
 });
 
-test('mask-only results are not supported yet', (t) => {
+test('mask-only result with invalid counts is rejected', (t) => {
   const gt = groundTruth();
   t.throws(() => gt.loadRes([{ image_id: 1, category_id: 1, segmentation: { size: [480, 640], counts: 'x' }, score: 0.5 }]), {
     instanceOf: DataError,
-    message: 'results[0]: results with a segmentation but no bbox are not supported yet',
+    message: `results[0].segmentation.counts: compressed RLE counts: character "x" at offset 0 is not in the range '0' to 'o'`,
   });
 });
 
@@ -135,7 +137,7 @@ test('unknown iouType lists supported ones', (t) => {
   const gt = groundTruth();
   t.throws(() => new COCOeval(gt, gt.loadRes([]), 'keypoints'), {
     instanceOf: ConfigError,
-    message: "iouType 'keypoints' is not supported; supported iouTypes: bbox",
+    message: "iouType 'keypoints' is not supported; supported iouTypes: bbox, segm",
   });
 });
 
