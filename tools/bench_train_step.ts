@@ -8,6 +8,8 @@
  *
  * The steps cycle over `--batches` loaded batches (two images each, about 320x480). Seconds
  * per step is the median wall time of `--steps` steps after `--warmup` untimed steps. The
+ * median CPU time of the process per step is printed too, because it changes less than wall
+ * time when other jobs compete for the cores. The
  * kernel table comes from separate steps run under tf.profile, as milliseconds per step and
  * per kernel. tf.profile also lists every tf.customGrad call as one entry named after the
  * enclosing scope ("unnamed scope" when there is none), whose time includes the kernels it
@@ -163,10 +165,14 @@ async function main(): Promise<void> {
   for (let i = 0; i < warmup; i++) step(i);
   const tensorsBefore = tf.memory().numTensors;
   const seconds: number[] = [];
+  const cpuSeconds: number[] = [];
   for (let i = 0; i < steps; i++) {
     const start = performance.now();
+    const cpuStart = process.cpuUsage();
     step(i);
+    const cpu = process.cpuUsage(cpuStart);
     seconds.push((performance.now() - start) / 1000);
+    cpuSeconds.push((cpu.user + cpu.system) / 1e6);
   }
   const tensorsAfter = tf.memory().numTensors;
   const kernels = profileSteps > 0 ? await profileKernels(step, profileSteps) : [];
@@ -174,6 +180,7 @@ async function main(): Promise<void> {
   const shapes = batches.map((batch) => batch.images.shape.join('x')).join(', ');
   console.log(`backend ${backend.name}, norm ${values.norm}, batches ${shapes}`);
   console.log(`seconds per step: median ${median(seconds).toFixed(3)} of ${steps} (${seconds.map((s) => s.toFixed(3)).join(' ')})`);
+  console.log(`CPU seconds per step: median ${median(cpuSeconds).toFixed(3)} (${cpuSeconds.map((s) => s.toFixed(3)).join(' ')})`);
   console.log(`tf.memory().numTensors: ${tensorsBefore} before the timed steps, ${tensorsAfter} after`);
   if (kernels.length > 0) {
     const registered = kernels.filter((kernel) => !kernel.composite);
@@ -194,6 +201,8 @@ async function main(): Promise<void> {
       batchShapes: batches.map((batch) => batch.images.shape),
       secondsPerStep: median(seconds),
       stepSeconds: seconds,
+      cpuSecondsPerStep: median(cpuSeconds),
+      stepCpuSeconds: cpuSeconds,
       numTensorsBefore: tensorsBefore,
       numTensorsAfter: tensorsAfter,
       kernels,
