@@ -142,6 +142,62 @@ test.serial('linear weights are transposed', async (t) => {
   });
 });
 
+test.serial('RLA classifier layers are skipped', async (t) => {
+  // The official ImageNet checkpoints come from the classifier: 'module.' keys plus bn2 (norm of the RLA state) and fc.
+  const dir = mkdtempSync(join(tmpdir(), 'rladet-weights-'));
+  const path = join(dir, 'classifier.safetensors');
+  const { tensors } = await readSafetensors(`${RLA}backbone.safetensors`);
+  const classifier = new Map([...tensors].map(([name, tensor]) => [`module.${name}`, tensor]));
+  for (const name of ['weight', 'bias', 'running_mean', 'running_var']) {
+    classifier.set(`module.bn2.${name}`, { dtype: 'F32', shape: [32], data: new Float32Array(32).fill(1) });
+  }
+  classifier.set('module.fc.weight', { dtype: 'F32', shape: [1000, 2080], data: new Float32Array(1000 * 2080) });
+  classifier.set('module.fc.bias', { dtype: 'F32', shape: [1000], data: new Float32Array(1000) });
+  await writeSafetensors(path, classifier);
+
+  await withModel(new RLAResNet(RLA_FIXTURE), async (model) => {
+    const { report } = await loadWeights(path, model, { target: 'model.backbone' });
+    t.is(report.loaded.length, 109);
+    t.deepEqual(report.removedPrefixes, ['module.']);
+    t.deepEqual([...report.classifierOnly].sort(), ['bn2.bias', 'bn2.running_mean', 'bn2.running_var', 'bn2.weight', 'fc.bias', 'fc.weight']);
+    t.deepEqual(report.unexpected, []);
+    t.deepEqual(report.missing, []);
+  });
+});
+
+test.serial('MMDetection-layout detector checkpoint loads whole', async (t) => {
+  // Export a detector's weights in PyTorch layouts (OIHW convolutions), as an MMDetection checkpoint stores them.
+  setInitSeed(31);
+  const dir = mkdtempSync(join(tmpdir(), 'rladet-weights-'));
+  const path = join(dir, 'retinanet_mmdet.safetensors');
+  const source = DETECTORS.build(tinyRetinaNet(), 'model') as unknown as Module;
+  const exported = new Map<string, SafetensorsTensor>();
+  await withModel(source, async () => {
+    for (const [name, variable] of source.stateDict()) {
+      const pytorchLayout = tf.tidy(() => (variable.rank === 4 ? tf.transpose(variable, [3, 2, 0, 1]) : variable.clone()));
+      exported.set(name, { dtype: 'F32', shape: [...pytorchLayout.shape], data: pytorchLayout.dataSync() as Float32Array });
+      pytorchLayout.dispose();
+      if (name.endsWith('.running_var')) exported.set(name.replace('running_var', 'num_batches_tracked'), { dtype: 'I64', shape: [], data: new BigInt64Array([5n]) });
+    }
+  });
+  await writeSafetensors(path, exported);
+
+  setInitSeed(32);
+  const config = tinyRetinaNet({}, { init: { type: 'Pretrained', checkpoint: path } });
+  await withModel(DETECTORS.build(config, 'model') as unknown as Module, async (model) => {
+    const [report] = await initWeights(model);
+    t.is(report!.loaded.length, model.stateDict().size);
+    t.is(report!.numBatchesTracked.length, 17);
+    t.deepEqual(report!.missing, []);
+    const head = model.stateDict().get('bbox_head.retina_cls.weight')!;
+    const stored = exported.get('bbox_head.retina_cls.weight')!;
+    // retina_cls is a 3x3 convolution: OIHW [O, I, 3, 3] in the file, HWIO [3, 3, I, O] in the model.
+    t.deepEqual(head.shape, [stored.shape[2], stored.shape[3], stored.shape[1], stored.shape[0]]);
+    const expected = tf.tidy(() => tf.transpose(tf.tensor(stored.data as Float32Array, stored.shape), [2, 3, 1, 0]).dataSync());
+    t.deepEqual(head.dataSync(), expected);
+  });
+});
+
 test.serial('shape mismatch names key and shapes', async (t) => {
   // The fixture has bottleneck width 16 in stage 1; the default widthPerGroup 64 gives 64.
   await withModel(new RLAResNet({ layers: [1, 1, 1, 1] }), async (model) => {
