@@ -4,7 +4,7 @@
  * annotation records and assumes no annotation kind, so boxes, masks and keypoints share it.
  */
 import { DataError } from '../utils/errors.ts';
-import { readJsonFile } from './io.ts';
+import { readJsonFile, readJsonFileAsync } from './io.ts';
 import { fromRle, type BinaryMask } from './mask.ts';
 import { resultsToAnnotations } from './results.ts';
 import { rleDecode } from './rle.ts';
@@ -87,6 +87,18 @@ export class COCO {
 
   static fromFile(path: string, options: CocoOptions = {}): COCO {
     return new COCO(path, options);
+  }
+
+  /**
+   * Loads and indexes a `.json` / `.json.gz` annotation file as a stream, so that files of
+   * hundreds of megabytes load without their text in memory (see readJsonFileAsync).
+   */
+  static async load(path: string, options: CocoOptions = {}): Promise<COCO> {
+    options.logger?.info(`loading annotations from ${path}`);
+    const started = performance.now();
+    const dataset = await readJsonFileAsync(path);
+    options.logger?.info(`done (t=${((performance.now() - started) / 1000).toFixed(2)}s)`);
+    return new COCO(dataset as CocoDataset, { source: path, ...options });
   }
 
   /** Validates the dataset's record ids and (re)builds anns, imgs, cats, imgToAnns and catToImgs. */
@@ -201,11 +213,12 @@ export class COCO {
    * results get area w * h and, without a segmentation, their box as a polygon. Mask results
    * (RLE segmentation, no box in the first result) get the mask's area and, without a box, its
    * tight box. The index shares this dataset's images and copies its categories. The results
-   * are not modified. Throws DataError naming the result index and field of an invalid result,
-   * or listing the image ids that are not in this dataset.
+   * are not modified. `options.source` names the results in error messages (default: the
+   * path, or 'results'). Throws DataError naming the result index and field of an invalid
+   * result, or listing the image ids that are not in this dataset.
    */
-  loadRes(results: string | readonly unknown[]): COCO {
-    const source = typeof results === 'string' ? results : 'results';
+  loadRes(results: string | readonly unknown[], options: { source?: string } = {}): COCO {
+    const source = options.source ?? (typeof results === 'string' ? results : 'results');
     this.logger?.info('loading and preparing results');
     const started = performance.now();
     const records = typeof results === 'string' ? readJsonFile(results) : results;

@@ -14,7 +14,8 @@ export { bboxIouComputer, getIouComputer, registerIouComputer, registeredIouType
 export type { IouComputer } from './iou.ts';
 export { MMDET_MAX_DETS, cocoStatsToMetrics, formatMapCopypaste } from './metrics.ts';
 export type { MetricNameOptions } from './metrics.ts';
-export { readJsonFile } from './io.ts';
+export { readJsonFile, readJsonFileAsync } from './io.ts';
+export { JsonChunkParser } from './json_stream.ts';
 export { formatFixed, linspace, numpyMean, numpySum, pairwiseSum } from './numeric.ts';
 export type {
   CocoAnnotation,
