@@ -292,12 +292,15 @@ export function legacyFormatError(source: string): CheckpointError {
   );
 }
 
+// NOTE: this also rejects files whose weights are fine but whose other entries contain objects
+// such as numpy arrays, so the message gives the Python line that re-saves the weights alone.
 function rejectGlobal(source: string, module: string, name: string): never {
   const fullName = `${module}.${name}`;
   throw new CheckpointError(
     `${source}: data.pkl refers to the Python global '${fullName}', which is not allowed. A checkpoint may name only ` +
-      `tensor rebuild functions, torch storage types and plain containers (${[...ALLOWED_GLOBALS.keys()].join(', ')}); ` +
-      `nothing from the file was run.`,
+      `tensor rebuild functions, torch storage types and plain containers (${[...ALLOWED_GLOBALS.keys()].join(', ')}), ` +
+      `and nothing from the file was run. If you trust the file, re-save its weights alone with Python: ` +
+      `torch.save(torch.load('${source}', map_location='cpu')['state_dict'], 'weights.pth')`,
   );
 }
 
