@@ -300,7 +300,7 @@ function rejectGlobal(source: string, module: string, name: string): never {
     `${source}: data.pkl refers to the Python global '${fullName}', which is not allowed. A checkpoint may name only ` +
       `tensor rebuild functions, torch storage types and plain containers (${[...ALLOWED_GLOBALS.keys()].join(', ')}), ` +
       `and nothing from the file was run. If you trust the file, re-save its weights alone with Python: ` +
-      `torch.save(torch.load('${source}', map_location='cpu')['state_dict'], 'weights.pth')`,
+      `torch.save(torch.load('${source}', map_location='cpu', weights_only=False)['state_dict'], 'weights.pth')`,
   );
 }
 

@@ -93,7 +93,7 @@ test('forbidden global in a checkpoint is rejected', async (t) => {
   const error = await t.throwsAsync(readWeightFile(path), { instanceOf: CheckpointError });
   t.true(error!.message.startsWith(`${path}: data.pkl refers to the Python global 'posix.system', which is not allowed.`), error!.message);
   t.true(error!.message.includes('and nothing from the file was run.'), error!.message);
-  t.true(error!.message.endsWith(`torch.save(torch.load('${path}', map_location='cpu')['state_dict'], 'weights.pth')`), error!.message);
+  t.true(error!.message.endsWith(`torch.save(torch.load('${path}', map_location='cpu', weights_only=False)['state_dict'], 'weights.pth')`), error!.message);
   t.false(existsSync(marker));
 });
 
