@@ -7,6 +7,7 @@ export type { CocoLogger, CocoOptions, GetAnnIdsFilter, GetCatIdsFilter, GetImgI
 export { COCOeval } from './eval.ts';
 export type { CocoEvalOptions, EvalImage } from './eval.ts';
 export type { AccumulatedEval } from './accumulate.ts';
+export { summaryStatNames } from './summarize.ts';
 export type { CategoryMetrics, CocoSummary } from './summarize.ts';
 export { Params, checkParams } from './params.ts';
 export type { AreaRange } from './params.ts';

@@ -21,6 +21,13 @@ export interface ReadJsonOptions {
   wholeParseLimitBytes?: number;
 }
 
+/** Turns a failed open or read into a DataError naming the file. */
+function readError(path: string, error: unknown): DataError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new DataError(`${path}: file not found`, { cause: error });
+  return new DataError(`${path}: read failed: ${(error as Error).message}`, { cause: error });
+}
+
 function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === GZIP_MAGIC_0 && bytes[1] === GZIP_MAGIC_1;
 }
@@ -50,7 +57,12 @@ function parseInChunks(bytes: Buffer, path: string): unknown {
  */
 export function readJsonFile(path: string, options: ReadJsonOptions = {}): unknown {
   const limit = options.wholeParseLimitBytes ?? WHOLE_PARSE_LIMIT_BYTES;
-  const fd = openSync(path, 'r');
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (error) {
+    throw readError(path, error);
+  }
   let bytes: Buffer;
   try {
     const head = Buffer.alloc(2);
@@ -92,7 +104,9 @@ function readPlainInChunks(fd: number, path: string): unknown {
  * decompressed or parsed.
  */
 export async function readJsonFileAsync(path: string): Promise<unknown> {
-  const handle = await open(path, 'r');
+  const handle = await open(path, 'r').catch((error: unknown) => {
+    throw readError(path, error);
+  });
   const head = Buffer.alloc(2);
   try {
     await handle.read(head, 0, 2, 0);
@@ -113,8 +127,8 @@ export async function readJsonFileAsync(path: string): Promise<unknown> {
     for await (const chunk of stream) parser.push(chunk as Buffer);
   } catch (error) {
     if (error instanceof DataError) throw error;
-    const what = compressed ? 'invalid gzip data' : 'read failed';
-    throw new DataError(`${path}: ${what}: ${(error as Error).message}`, { cause: error });
+    if (!compressed) throw readError(path, error);
+    throw new DataError(`${path}: invalid gzip data: ${(error as Error).message}`, { cause: error });
   } finally {
     stream.destroy();
     file.destroy();

@@ -88,19 +88,17 @@ function formatRow(evaluation: AccumulatedEval, row: SummaryRow, value: number):
 }
 
 /**
- * Computes the 12 detection summary numbers of pycocotools' `_summarizeDets`. As there, the
- * first row reads maxDets 100 whatever params.maxDets holds, the others read maxDets[0..2],
- * and rows with no matching setting give -1.
+ * Returns the 12 rows of pycocotools' `_summarizeDets`. As there, the first row reads
+ * maxDets 100 whatever params.maxDets holds and the others read maxDets[0..2].
  */
-export function summarizeDetections(evaluation: AccumulatedEval): CocoSummary {
-  const maxDets = evaluation.params.maxDets;
+function detectionSummaryRows(maxDets: readonly number[]): SummaryRow[] {
   if (maxDets.length < 3) {
     throw new ConfigError(
       `summarize needs 3 params.maxDets values (such as [1, 10, 100]), found [${maxDets.join(', ')}]`,
     );
   }
   const last = maxDets[2]!;
-  const rows: SummaryRow[] = [
+  return [
     { averagePrecision: true, areaRng: 'all', maxDets: 100 },
     { averagePrecision: true, iouThr: 0.5, areaRng: 'all', maxDets: last },
     { averagePrecision: true, iouThr: 0.75, areaRng: 'all', maxDets: last },
@@ -114,9 +112,29 @@ export function summarizeDetections(evaluation: AccumulatedEval): CocoSummary {
     { averagePrecision: false, areaRng: 'medium', maxDets: last },
     { averagePrecision: false, areaRng: 'large', maxDets: last },
   ];
+}
+
+/**
+ * Computes the 12 detection summary numbers of pycocotools' `_summarizeDets`. Rows with no
+ * matching setting give -1.
+ */
+export function summarizeDetections(evaluation: AccumulatedEval): CocoSummary {
+  const rows = detectionSummaryRows(evaluation.params.maxDets);
   const stats = rows.map((row) => summarizeRow(evaluation, row));
   const lines = rows.map((row, n) => formatRow(evaluation, row, stats[n]!));
   return { stats, text: lines.join('\n') };
+}
+
+/**
+ * Names the 12 summary numbers as 'AP@[0.50:0.95]|all|100', 'AP@0.50|all|100', ...,
+ * 'AR@[0.50:0.95]|large|100': AP or AR, IoU threshold(s), area range, maxDets.
+ */
+export function summaryStatNames(iouThrs: readonly number[], maxDets: readonly number[]): string[] {
+  const range = `[${formatFixed(iouThrs[0]!, 2)}:${formatFixed(iouThrs[iouThrs.length - 1]!, 2)}]`;
+  return detectionSummaryRows(maxDets).map((row) => {
+    const iou = row.iouThr === undefined ? range : formatFixed(row.iouThr, 2);
+    return `${row.averagePrecision ? 'AP' : 'AR'}@${iou}|${row.areaRng}|${row.maxDets}`;
+  });
 }
 
 /** Metrics of one category at area range index 0 and the last maxDets value, -1 without ground truth. */
