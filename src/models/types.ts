@@ -1,5 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 
+import type { CocoRle } from '../coco/types.ts';
 import type { Module } from '../nn/module.ts';
 
 /**
@@ -60,6 +61,8 @@ export interface Detections {
   scores: Float32Array;
   /** `[D]` labels in 0..K-1. */
   labels: Int32Array;
+  /** `[D]` instance masks at the original image size, as COCO RLEs; only models that predict masks set it. */
+  masks?: CocoRle[];
 }
 
 /** Named scalar losses of one step; their sum is what is minimised. */
