@@ -2,7 +2,7 @@
  * The quick start: trains a small RLA-ResNet RetinaNet on the bundled coco-mini photos and
  * prints the COCO box table. See configs/quickstart/retinanet_rla_tiny_coco_mini.ts.
  *
- *   npm run quickstart [-- --backend NAME] [-- --work-dir DIR]
+ *   npm run quickstart [-- --backend NAME] [-- --work-dir DIR] [-- --workers N|auto]
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../src/utils/fs.ts';
 
 const CONFIG = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
 
-const USAGE = `usage: npm run quickstart [-- --backend NAME] [-- --work-dir DIR]
+const USAGE = `usage: npm run quickstart [-- --backend NAME] [-- --work-dir DIR] [-- --workers N|auto]
 
 Trains ${CONFIG} from scratch on data/coco-mini (26 photos), evaluates it on the same
 photos and writes the checkpoint, metrics and COCO results to the work dir.
@@ -24,6 +24,8 @@ photos and writes the checkpoint, metrics and COCO results to the work dir.
 options:
   --backend NAME     auto | tensorflow | wasm | cpu (default: wasm, the embedded backend)
   --work-dir DIR     default: work_dirs/quickstart
+  --workers N|auto   data-parallel worker threads (default: the config's 'auto', one per CPU
+                     core but at most 2, the images per batch)
   -h, --help         show this help`;
 
 /** Mean training loss of each epoch, read back from metrics.jsonl. */
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
     options: {
       backend: { type: 'string', default: 'wasm' },
       'work-dir': { type: 'string', default: 'work_dirs/quickstart' },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -57,10 +60,18 @@ async function main(): Promise<void> {
   if (!(BACKEND_CHOICES as readonly string[]).includes(values.backend)) {
     throw new UsageError(`--backend: '${values.backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
   }
+  const workers = values.workers === undefined || values.workers === 'auto' ? values.workers : Number(values.workers);
+  if (typeof workers === 'number' && !(Number.isInteger(workers) && workers >= 1)) {
+    throw new UsageError(`--workers: expected a positive integer or 'auto', got '${values.workers}'`);
+  }
   const workDir = values['work-dir'];
   const started = performance.now();
   const config = await loadDetectionConfig(CONFIG);
-  const result = await trainFromConfig(config, { workDir, backend: values.backend as BackendChoice });
+  const result = await trainFromConfig(config, {
+    workDir,
+    backend: values.backend as BackendChoice,
+    ...(workers === undefined ? {} : { workers: workers as number | 'auto' }),
+  });
   const seconds = (performance.now() - started) / 1000;
 
   const resultsPath = join(workDir, 'results.bbox.json');

@@ -2,7 +2,7 @@
  * Trains a detector from a config file.
  *
  *   tsx tools/train.ts CONFIG [--work-dir DIR] [--resume[=CHECKPOINT]] [--load-from CHECKPOINT]
- *       [--backend auto|tensorflow|wasm|cpu] [--no-validate] [--cfg-options key=value ...]
+ *       [--backend auto|tensorflow|wasm|cpu] [--workers N|auto] [--no-validate] [--cfg-options key=value ...]
  */
 import { defaultWorkDir, loadDetectionConfig } from '../src/apis/config_loading.ts';
 import { trainFromConfig } from '../src/apis/train.ts';
@@ -23,10 +23,22 @@ options:
                             detector; keys missing from it keep their initial values and are listed
   --backend NAME            auto | tensorflow | wasm | cpu (default: the config's backend, else auto:
                             tfjs-node-gpu, then tfjs-node, then wasm)
+  --workers N|auto          train data-parallel in N worker threads, one model replica each: each step
+                            splits the batch between them and averages their gradients. auto: one per
+                            CPU core, at most data.imagesPerBatch, on wasm and cpu, and 1 on
+                            tensorflow, which uses every core itself (default: the config's
+                            runner.workers, else 1)
   --no-validate             skip the evaluation after each epoch
   --cfg-options K=V ...     override config values, e.g. data.imagesPerBatch=4 runner.maxEpochs=1
                             (values are parsed as JSON when they parse, else kept as strings)
   -h, --help                show this help`;
+
+function parseWorkers(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1) throw new UsageError(`--workers: expected a positive integer or 'auto', got '${value}'`);
+  return count;
+}
 
 async function main(): Promise<void> {
   const { rest, values: overrides } = takeMultiValueOption(process.argv.slice(2), '--cfg-options');
@@ -39,6 +51,7 @@ async function main(): Promise<void> {
       resume: { type: 'string' },
       'load-from': { type: 'string' },
       backend: { type: 'string' },
+      workers: { type: 'string' },
       'no-validate': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -52,6 +65,7 @@ async function main(): Promise<void> {
   if (backend !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backend)) {
     throw new UsageError(`--backend: '${backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
   }
+  const workers = values.workers === undefined ? undefined : parseWorkers(values.workers);
   const configPath = positionals[0]!;
   const config = await loadDetectionConfig(configPath, overrides);
   await trainFromConfig(config, {
@@ -60,6 +74,7 @@ async function main(): Promise<void> {
     ...(values.resume === undefined ? {} : { resumeFrom: values.resume }),
     ...(values['load-from'] === undefined ? {} : { loadFrom: values['load-from'] }),
     ...(backend === undefined ? {} : { backend: backend as BackendChoice }),
+    ...(workers === undefined ? {} : { workers }),
   });
 }
 

@@ -69,7 +69,7 @@ export default defineConfig(
     }),
     optimizer: { lr: 0.02 },
     lrConfig: { warmupIters: 100, step: [40, 55] },
-    runner: { maxEpochs: 60 },
+    runner: { maxEpochs: 60, workers: 'auto' },
     autoScaleLr: { enable: false },
     logConfig: { interval: 13 },
     evaluation: { interval: 20 },

@@ -24,6 +24,8 @@ export interface TrainRunOptions {
   /** Evaluate on `data.val` after each `evaluation.interval` epochs (default true). */
   validate?: boolean;
   backend?: BackendChoice;
+  /** Data-parallel worker threads; overrides `runner.workers` of the config. */
+  workers?: number | 'auto';
 }
 
 export interface TrainRunResult extends TrainSummary {
@@ -41,6 +43,7 @@ function timestampForFile(): string {
  */
 export async function trainFromConfig(config: DetectionConfig, options: TrainRunOptions): Promise<TrainRunResult> {
   const { workDir } = options;
+  if (options.workers !== undefined) config = { ...config, runner: { ...config.runner, workers: options.workers } };
   mkdirSync(workDir, { recursive: true });
   const logPath = join(workDir, `${timestampForFile()}.log`);
   const removeSink = addLogSink((line) => appendFileSync(logPath, line + '\n'));

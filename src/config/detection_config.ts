@@ -11,7 +11,15 @@ export interface DetectionConfig {
   optimizer: OptimizerConfig;
   optimizerConfig?: { gradClip?: { maxNorm: number } | null };
   lrConfig: LrConfig;
-  runner: { type: 'EpochBasedRunner'; maxEpochs: number };
+  runner: {
+    type: 'EpochBasedRunner';
+    maxEpochs: number;
+    /**
+     * Data-parallel replicas in worker threads, or 'auto': one per core, at most one per image
+     * of the batch, on the wasm and cpu backends, and 1 on 'tensorflow' (default 1).
+     */
+    workers?: number | 'auto';
+  };
   /** Linear lr scaling: `optimizer.lr` is for `baseBatchSize` images per iteration. */
   autoScaleLr?: { enable: boolean; baseBatchSize: number };
   checkpointConfig?: { interval: number; maxKeep?: number };

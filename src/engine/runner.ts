@@ -8,8 +8,10 @@ import { type CheckpointMeta, findLatestCheckpoint, loadCheckpoint, saveCheckpoi
 import { StepLrSchedule, scaleLrToBatch } from './lr_schedule.ts';
 import { MetricsWriter } from './metrics_log.ts';
 import { buildOptimizer } from './optimizer.ts';
+import { ParallelTrainer, type ParallelStepResult } from './parallel/parallel_trainer.ts';
+import { resolveWorkerCount } from './parallel/worker_count.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
-import { type Batch, trainStep } from './train_step.ts';
+import { type Batch, type StepResult, trainStep } from './train_step.ts';
 
 const logger = getLogger('train');
 
@@ -30,6 +32,11 @@ export interface RunnerOptions {
   evaluate?: EvaluateFn;
   /** A checkpoint path, or 'latest' for the newest one in the work dir. */
   resumeFrom?: string;
+  /**
+   * Modules that each data-parallel worker imports before it builds the model, such as
+   * modules that register custom components (absolute paths or file URLs).
+   */
+  workerImports?: string[];
 }
 
 export interface TrainSummary {
@@ -59,6 +66,12 @@ class LossAverager {
   }
 }
 
+/** Tensor counts of a log line: the main thread's, then each worker's in data-parallel training. */
+function tensorText(record: { numTensors: number; workerTensors?: number[] }): string {
+  if (record.workerTensors === undefined) return String(record.numTensors);
+  return `${record.numTensors} (workers ${record.workerTensors.join(', ')})`;
+}
+
 /**
  * Runs the epoch-based training loop, like MMCV's EpochBasedRunner with its default hooks. It
  * applies the lr schedule and writes a log line every `logConfig.interval` iterations (with a
@@ -66,6 +79,10 @@ class LossAverager {
  * `checkpointConfig.interval` epochs it saves a checkpoint atomically, and every
  * `evaluation.interval` epochs it evaluates. A resumed run continues with the checkpoint's lr,
  * iteration and optimizer state.
+ *
+ * With `runner.workers` above 1 the steps run data-parallel in worker threads (see
+ * parallel/parallel_trainer.ts). Then `model` contains the weights of replica 0 only after each
+ * evaluation, each checkpoint and the end of training, which use it.
  */
 export async function runTraining(options: RunnerOptions): Promise<TrainSummary> {
   const { model, config, workDir, trainLoader } = options;
@@ -103,9 +120,30 @@ export async function runTraining(options: RunnerOptions): Promise<TrainSummary>
   }
 
   const totalIterations = maxEpochs * trainLoader.numBatches;
+  const workers = resolveWorkerCount(config.runner.workers, tf.getBackend(), batchSize);
+  let parallel: ParallelTrainer | undefined;
+  // Whether the replicas have trained since their weights were last copied into `model`.
+  let modelBehind = false;
+  const syncModel = async (): Promise<void> => {
+    if (parallel === undefined || !modelBehind) return;
+    await parallel.copyStateTo(model, optimizer);
+    modelBehind = false;
+  };
   const runStart = performance.now();
   const iterationAtStart = iteration;
   try {
+    if (workers > 1) {
+      const started = performance.now();
+      parallel = await ParallelTrainer.start(model, optimizer, {
+        workers,
+        backend: tf.getBackend() as 'wasm' | 'cpu',
+        model: config.model,
+        optimizer: config.optimizer,
+        ...(options.workerImports === undefined ? {} : { imports: options.workerImports }),
+      });
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      logger.info(`data-parallel training on ${workers} worker threads (${tf.getBackend()} backend), started in ${seconds} s`);
+    }
     for (let epoch = startEpoch; epoch < maxEpochs; epoch++) {
       model.train();
       const averager = new LossAverager();
@@ -118,9 +156,14 @@ export async function runTraining(options: RunnerOptions): Promise<TrainSummary>
         const stepStart = performance.now();
         const dataTime = (stepStart - dataStart) / 1000;
         const lr = schedule.lrAt(epoch, iteration);
-        let result;
+        let result: StepResult | ParallelStepResult;
         try {
-          result = trainStep(model, batch, optimizer, lr, iteration + 1, gradClip);
+          if (parallel === undefined) {
+            result = trainStep(model, batch, optimizer, lr, iteration + 1, gradClip);
+          } else {
+            modelBehind = true;
+            result = await parallel.step(batch, lr, iteration + 1, gradClip);
+          }
         } finally {
           batch.images.dispose();
         }
@@ -149,12 +192,13 @@ export async function runTraining(options: RunnerOptions): Promise<TrainSummary>
             time: intervalTime / count,
             dataTime: intervalDataTime / count,
             numTensors: tf.memory().numTensors,
+            ...('workerTensors' in result ? { workerTensors: result.workerTensors } : {}),
           };
           bar.clear();
           const lossText = Object.entries(means).map(([k, v]) => `${k}: ${v.toFixed(4)}`).join(', ');
           logger.info(
             `Epoch [${epoch + 1}][${inEpoch}/${trainLoader.numBatches}] lr: ${lr.toExponential(3)}, eta: ${formatDuration(eta)}, ` +
-              `time: ${record.time.toFixed(3)}, data_time: ${record.dataTime.toFixed(3)}, tensors: ${record.numTensors}, ${lossText}`,
+              `time: ${record.time.toFixed(3)}, data_time: ${record.dataTime.toFixed(3)}, tensors: ${tensorText(record)}, ${lossText}`,
           );
           metricsWriter.write(record);
           intervalTime = 0;
@@ -165,19 +209,23 @@ export async function runTraining(options: RunnerOptions): Promise<TrainSummary>
 
       const finished = epoch + 1;
       if (options.evaluate !== undefined && (finished % evalInterval === 0 || finished === maxEpochs)) {
+        await syncModel();
         model.eval();
         metrics = await options.evaluate(model, finished);
         model.train();
         metricsWriter.write({ mode: 'val', epoch: finished, globalIter: iteration, ...metrics });
       }
       if (finished % checkpointInterval === 0 || finished === maxEpochs) {
+        await syncModel();
         const meta: CheckpointMeta = { epoch: finished, iteration, config, metrics };
         lastCheckpoint = join(workDir, `epoch_${finished}.safetensors`);
         await saveCheckpoint(lastCheckpoint, model, optimizer, meta);
         logger.info(`saved checkpoint ${lastCheckpoint}`);
       }
     }
+    await syncModel();
   } finally {
+    await parallel?.close();
     optimizer.disposeState();
   }
   return { epochs: maxEpochs, iterations: iteration, metrics, ...(lastCheckpoint === undefined ? {} : { lastCheckpoint }) };
