@@ -6,7 +6,7 @@
 import { DataError } from '../utils/errors.ts';
 import { readJsonFile, readJsonFileAsync } from './io.ts';
 import { fromRle, type BinaryMask } from './mask.ts';
-import { resultsToAnnotations } from './results.ts';
+import { resultsToAnnotations, type MaskBoxCache } from './results.ts';
 import { rleDecode } from './rle.ts';
 import { annotationToRle } from './segmentation.ts';
 import type { CocoAnnotation, CocoCategory, CocoDataset, CocoImage, CocoRle } from './types.ts';
@@ -65,6 +65,8 @@ export class COCO {
   /** Image id of every annotation of each category id, in file order and with repeats, as pycocotools keeps it. */
   catToImgs = new Map<number, number[]>();
   readonly source: string;
+  /** Mask boxes that loadRes computed for mask results; see MaskBoxCache. */
+  maskBoxes: MaskBoxCache | undefined;
   private readonly logger: CocoLogger | undefined;
 
   /** Builds the index from a dataset object, from a `.json` / `.json.gz` path, or empty. */
@@ -222,7 +224,7 @@ export class COCO {
     this.logger?.info('loading and preparing results');
     const started = performance.now();
     const records = typeof results === 'string' ? readJsonFile(results) : results;
-    const annotations = resultsToAnnotations(records, this, source);
+    const { annotations, maskBoxes } = resultsToAnnotations(records, this, source);
 
     const dataset: CocoDataset = {
       images: [...(this.dataset.images ?? [])],
@@ -230,6 +232,7 @@ export class COCO {
       annotations,
     };
     const res = new COCO(dataset, { source, ...(this.logger !== undefined ? { logger: this.logger } : {}) });
+    res.maskBoxes = maskBoxes;
     this.logger?.info(`done (t=${((performance.now() - started) / 1000).toFixed(2)}s)`);
     return res;
   }

@@ -51,6 +51,18 @@ function isWhitespace(byte: number): boolean {
   return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 }
 
+/** Returns the offset of the quote that closes the string opened at `open`, or -1 when the chunk ends first. */
+function findClosingQuote(chunk: Uint8Array, open: number): number {
+  let close = chunk.indexOf(QUOTE, open + 1);
+  while (close >= 0) {
+    let backslashes = 0;
+    for (let b = close - 1; b > open && chunk[b] === BACKSLASH; b--) backslashes++;
+    if (backslashes % 2 === 0) return close;
+    close = chunk.indexOf(QUOTE, close + 1);
+  }
+  return -1;
+}
+
 function describeByte(byte: number): string {
   return byte >= 0x20 && byte < 0x7f ? JSON.stringify(String.fromCharCode(byte)) : `byte 0x${byte.toString(16)}`;
 }
@@ -258,8 +270,13 @@ export class JsonChunkParser {
         else if (byte === QUOTE) inString = false;
         continue;
       }
-      if (byte === QUOTE) inString = true;
-      else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) depth++;
+      if (byte === QUOTE) {
+        // Jump to the closing quote when it is in this chunk: a quote preceded by an even
+        // number of backslashes. Long strings (RLE counts) are most of a results file.
+        const close = findClosingQuote(chunk, position);
+        if (close < 0) inString = true;
+        else position = close;
+      } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) depth++;
       else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
         if (depth === 0) break;
         depth--;

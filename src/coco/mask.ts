@@ -17,6 +17,11 @@ import {
   boxIouMatrix,
   checkMaskSize,
   checkPolygon,
+  countsArea,
+  countsToBboxInto,
+  decodeCountsString,
+  isValidMaskSize,
+  place,
   rleArea,
   rleDecode,
   rleEncode,
@@ -27,9 +32,12 @@ import {
   rleIouMatrix,
   rleMerge,
   rleToBbox,
+  rleToBboxInto,
   rleToString,
+  Subscript,
   type BoxXywh,
   type Rle,
+  type Where,
 } from './rle.ts';
 import type { CocoRle } from './types.ts';
 import { describeValue } from './values.ts';
@@ -53,24 +61,47 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Checks an RLE object's shape and size; returns its height, width and counts (not yet checked). */
+export function readRleObject(rle: unknown, where: Where): { height: number; width: number; counts: unknown } {
+  if (!isRecord(rle) || !Array.isArray(rle['size']) || rle['counts'] === undefined) {
+    throw new DataError(`${place(where)}: expected an RLE object {size: [height, width], counts}, found ${describeValue(rle)}`);
+  }
+  const size = rle['size'];
+  if (size.length !== 2) {
+    throw new DataError(`${place(where)}.size: expected [height, width], found ${describeValue(size)}`);
+  }
+  const [height, width] = size as [unknown, unknown];
+  if (!isValidMaskSize(height, width)) checkMaskSize(height, width, new Subscript(where, 'size'));
+  return { height: height as number, width: width as number, counts: rle['counts'] };
+}
+
 /**
  * Parses an RLE object `{ size: [height, width], counts }` with compressed (string) or
  * uncompressed (list) counts, checking that the counts cover exactly height * width pixels.
  * `where` names the object in error messages.
  */
-export function toRle(rle: unknown, where = 'RLE'): Rle {
-  if (!isRecord(rle) || !Array.isArray(rle['size']) || rle['counts'] === undefined) {
-    throw new DataError(`${where}: expected an RLE object {size: [height, width], counts}, found ${describeValue(rle)}`);
+export function toRle(rle: unknown, where: Where = 'RLE'): Rle {
+  const { height, width, counts } = readRleObject(rle, where);
+  const countsWhere = new Subscript(where, 'counts');
+  if (typeof counts === 'string') return rleFromString(counts, height, width, countsWhere);
+  return rleFromCountsList(counts, height, width, countsWhere);
+}
+
+/**
+ * Checks an RLE object as toRle does and returns its size, area and tight box, without
+ * keeping the decoded counts. `box` receives [x, y, width, height].
+ */
+export function rleObjectAreaAndBox(rle: unknown, box: Float64Array, where: Where): { height: number; width: number; area: number } {
+  const { height, width, counts } = readRleObject(rle, where);
+  const countsWhere = new Subscript(where, 'counts');
+  if (typeof counts !== 'string') {
+    const parsed = rleFromCountsList(counts, height, width, countsWhere);
+    rleToBboxInto(parsed, box, 0);
+    return { height, width, area: rleArea(parsed) };
   }
-  const size = rle['size'];
-  if (size.length !== 2) {
-    throw new DataError(`${where}.size: expected [height, width], found ${describeValue(size)}`);
-  }
-  const [height, width] = size as [unknown, unknown];
-  checkMaskSize(height, width, `${where}.size`);
-  const counts = rle['counts'];
-  if (typeof counts === 'string') return rleFromString(counts, height as number, width as number, `${where}.counts`);
-  return rleFromCountsList(counts, height as number, width as number, `${where}.counts`);
+  const decoded = decodeCountsString(counts, height, width, countsWhere);
+  countsToBboxInto(decoded.counts, 0, decoded.length, height, width, box, 0);
+  return { height, width, area: countsArea(decoded.counts, 0, decoded.length) };
 }
 
 /** Converts an Rle to the compressed JSON form. */

@@ -37,26 +37,56 @@ const MAX_POLYGON_COORDINATE = 4e8;
 /** Result of a C (int) cast of NaN on x86-64 (cvttsd2si). See rleFrPoly. */
 const INT_MIN = -2147483648;
 
+/**
+ * Location of a value for error messages: a string, or an object whose toString() builds it.
+ * Hot paths pass objects such as Subscript, so that no text is built for valid input.
+ */
+export type Where = string | { toString(): string };
+
+export function place(where: Where): string {
+  return typeof where === 'string' ? where : where.toString();
+}
+
+/** The location `base[key]` for a number key or `base.key` for a string key, built on demand. */
+export class Subscript {
+  constructor(
+    readonly base: Where,
+    readonly key: string | number,
+  ) {}
+
+  toString(): string {
+    return typeof this.key === 'number' ? `${place(this.base)}[${this.key}]` : `${place(this.base)}.${this.key}`;
+  }
+}
+
 /** Throws DataError unless height and width are non-negative integers with at most 2^32 - 1 pixels. */
-export function checkMaskSize(height: unknown, width: unknown, where: string): void {
-  const valid = (value: unknown) => typeof value === 'number' && Number.isInteger(value) && value >= 0;
-  if (!valid(height) || !valid(width)) {
+function isNonNegativeInteger(value: unknown): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
+}
+
+/** Returns true when height and width are non-negative integers with at most 2^32 - 1 pixels. */
+export function isValidMaskSize(height: unknown, width: unknown): boolean {
+  return isNonNegativeInteger(height) && isNonNegativeInteger(width) && (height as number) * (width as number) <= MAX_PIXELS;
+}
+
+export function checkMaskSize(height: unknown, width: unknown, where: Where): void {
+  if (!isNonNegativeInteger(height) || !isNonNegativeInteger(width)) {
     throw new DataError(
-      `${where}: mask size must be two non-negative integers [height, width], found [${describeValue(height)}, ${describeValue(width)}]`,
+      `${place(where)}: mask size must be two non-negative integers [height, width], found [${describeValue(height)}, ${describeValue(width)}]`,
     );
   }
   if ((height as number) * (width as number) > MAX_PIXELS) {
-    throw new DataError(`${where}: mask size [${height}, ${width}] has more than 2^32 - 1 pixels`);
+    throw new DataError(`${place(where)}: mask size [${height}, ${width}] has more than 2^32 - 1 pixels`);
   }
 }
 
 /** Throws DataError unless the counts add up to height * width. */
-function checkCountsSum(counts: Uint32Array, height: number, width: number, where: string): void {
+function checkCountsSum(counts: Uint32Array, height: number, width: number, where: Where): void {
   let sum = 0;
   for (let j = 0; j < counts.length; j++) sum += counts[j]!;
   if (sum !== height * width) {
     throw new DataError(
-      `${where}: RLE counts add up to ${sum} pixels, but size [${height}, ${width}] has ${height * width}`,
+      `${place(where)}: RLE counts add up to ${sum} pixels, but size [${height}, ${width}] has ${height * width}`,
     );
   }
 }
@@ -66,16 +96,16 @@ function checkCountsSum(counts: Uint32Array, height: number, width: number, wher
  * does, after checking that every count is a non-negative integer and that they add up to
  * height * width.
  */
-export function rleFromCountsList(counts: unknown, height: number, width: number, where: string): Rle {
+export function rleFromCountsList(counts: unknown, height: number, width: number, where: Where): Rle {
   checkMaskSize(height, width, where);
   if (!Array.isArray(counts)) {
-    throw new DataError(`${where}: RLE counts must be a string or a list of integers, found ${describeValue(counts)}`);
+    throw new DataError(`${place(where)}: RLE counts must be a string or a list of integers, found ${describeValue(counts)}`);
   }
   const values = new Uint32Array(counts.length);
   for (let j = 0; j < counts.length; j++) {
     const count: unknown = counts[j];
     if (typeof count !== 'number' || !Number.isInteger(count) || count < 0 || count > MAX_PIXELS) {
-      throw new DataError(`${where}: RLE counts[${j}] must be a non-negative integer, found ${describeValue(count)}`);
+      throw new DataError(`${place(where)}: RLE counts[${j}] must be a non-negative integer, found ${describeValue(count)}`);
     }
     values[j] = count;
   }
@@ -83,64 +113,114 @@ export function rleFromCountsList(counts: unknown, height: number, width: number
   return { height, width, counts: values };
 }
 
+/** Scratch space of decodeCountsString, grown as needed and reused between calls. */
+let scratchCounts = new Uint32Array(4096);
+
 /**
- * Decodes pycocotools' compressed counts string (rleFrString). Each count is written in
- * groups of 5 bits, least significant first, as characters 48 + bits, with 0x20 set on every
- * character but the last of a count and 0x10 of the last one as the sign. From the fourth
- * count on, the string stores the difference to the count two places earlier.
+ * Decodes pycocotools' compressed counts string (rleFrString) into the shared scratch array
+ * and returns the array and the number of counts. Each count is written in groups of 5 bits,
+ * least significant first, as characters 48 + bits, with 0x20 set on every character but the
+ * last of a count and 0x10 of the last one as the sign. From the fourth count on, the string
+ * stores the difference to the count two places earlier.
+ *
  * Throws DataError on a character outside '0'..'o', a string that ends inside a count, a
  * negative count, or counts that do not add up to height * width. Garbage input therefore
- * can neither hang nor produce a mask of the wrong size.
+ * can neither hang nor produce a mask of the wrong size. The scratch array is overwritten
+ * by the next call.
  */
-export function rleFromString(text: string, height: number, width: number, where: string): Rle {
+export function decodeCountsString(
+  text: string,
+  height: number,
+  width: number,
+  where: Where,
+): { counts: Uint32Array; length: number } {
+  if (scratchCounts.length < text.length) scratchCounts = new Uint32Array(Math.max(text.length, 2 * scratchCounts.length));
+  return { counts: scratchCounts, length: decodeCountsInto(text, height, width, where, scratchCounts, 0) };
+}
+
+/**
+ * Decodes a compressed counts string into target[offset, offset + n) and returns n, with the
+ * checks of decodeCountsString. A string of L characters has at most L counts, so the
+ * target must have room for L values from `offset`.
+ */
+export function decodeCountsInto(
+  text: string,
+  height: number,
+  width: number,
+  where: Where,
+  target: Uint32Array,
+  offset: number,
+): number {
   checkMaskSize(height, width, where);
   const length = text.length;
-  const counts = new Uint32Array(length);
+  const counts = target;
   let numCounts = 0;
   let position = 0;
   let sum = 0;
   while (position < length) {
     const start = position;
     let value = 0;
-    let factor = 1;
-    let more = true;
-    while (more) {
-      if (position >= length) {
-        throw new DataError(
-          `${where}: compressed RLE counts are truncated: the string ends inside the count that starts at offset ${start}`,
-        );
-      }
-      if (position - start >= MAX_CHARS_PER_COUNT) {
-        throw new DataError(`${where}: compressed RLE counts: the count at offset ${start} is longer than 7 characters`);
-      }
-      const code = text.charCodeAt(position);
-      if (code < FIRST_CHAR || code > LAST_CHAR) {
-        throw new DataError(
-          `${where}: compressed RLE counts: character ${JSON.stringify(text[position])} at offset ${position} ` +
-            `is not in the range '0' to 'o'`,
-        );
-      }
-      const bits = code - FIRST_CHAR;
-      value += (bits & 0x1f) * factor;
-      factor *= 32;
+    let shift = 0;
+    let bits: number;
+    // Up to 6 characters (30 bits) the value fits int32 arithmetic.
+    do {
+      if (position >= length) throw truncatedError(where, start);
+      bits = text.charCodeAt(position) - FIRST_CHAR;
+      if (bits < 0 || bits > LAST_CHAR - FIRST_CHAR) throw characterError(where, text, position);
       position++;
-      more = (bits & 0x20) !== 0;
-      // The last group's 0x10 bit is the sign: the value is negative, in two's complement.
-      if (!more && (bits & 0x10) !== 0) value -= factor;
-    }
-    if (numCounts > 2) value += counts[numCounts - 2]!;
+      if (shift === 30) {
+        value = seventhCharacter(value, bits, where, start);
+        shift = 35;
+        break;
+      }
+      value |= (bits & 0x1f) << shift;
+      shift += 5;
+    } while ((bits & 0x20) !== 0);
+    // The last group's 0x10 bit is the sign: the value is negative, in two's complement.
+    if (shift <= 30 && (bits & 0x10) !== 0) value |= -1 << shift;
+
+    if (numCounts > 2) value += counts[offset + numCounts - 2]!;
     if (value < 0 || value > MAX_PIXELS) {
-      throw new DataError(`${where}: compressed RLE counts: count ${numCounts} decodes to ${value}, outside 0 to 2^32 - 1`);
+      throw new DataError(`${place(where)}: compressed RLE counts: count ${numCounts} decodes to ${value}, outside 0 to 2^32 - 1`);
     }
-    counts[numCounts++] = value;
+    counts[offset + numCounts++] = value;
     sum += value;
   }
   if (sum !== height * width) {
     throw new DataError(
-      `${where}: RLE counts add up to ${sum} pixels, but size [${height}, ${width}] has ${height * width}`,
+      `${place(where)}: RLE counts add up to ${sum} pixels, but size [${height}, ${width}] has ${height * width}`,
     );
   }
-  return { height, width, counts: counts.slice(0, numCounts) };
+  return numCounts;
+}
+
+/** Adds a count's seventh character (bits 30 to 34) to the 30 bits read so far, beyond int32 arithmetic. */
+function seventhCharacter(low: number, bits: number, where: Where, start: number): number {
+  if ((bits & 0x20) !== 0) {
+    throw new DataError(`${place(where)}: compressed RLE counts: the count at offset ${start} is longer than 7 characters`);
+  }
+  let value = low + (bits & 0x1f) * 2 ** 30;
+  if ((bits & 0x10) !== 0) value -= 2 ** 35;
+  return value;
+}
+
+function truncatedError(where: Where, start: number): DataError {
+  return new DataError(
+    `${place(where)}: compressed RLE counts are truncated: the string ends inside the count that starts at offset ${start}`,
+  );
+}
+
+function characterError(where: Where, text: string, position: number): DataError {
+  return new DataError(
+    `${place(where)}: compressed RLE counts: character ${JSON.stringify(text[position])} at offset ${position} ` +
+      `is not in the range '0' to 'o'`,
+  );
+}
+
+/** Decodes a compressed counts string into an RLE (see decodeCountsString for the checks). */
+export function rleFromString(text: string, height: number, width: number, where: Where): Rle {
+  const { counts, length } = decodeCountsString(text, height, width, where);
+  return { height, width, counts: counts.slice(0, length) };
 }
 
 /** Encodes the counts as pycocotools' compressed string (rleToString). */
@@ -218,9 +298,13 @@ export function rleDecode(rle: Rle): Uint8Array {
 
 /** Returns the number of foreground pixels (rleArea). */
 export function rleArea(rle: Rle): number {
-  const counts = rle.counts;
+  return countsArea(rle.counts, 0, rle.counts.length);
+}
+
+/** Returns the number of foreground pixels of counts[start, start + length). */
+export function countsArea(counts: Uint32Array, start: number, length: number): number {
   let area = 0;
-  for (let j = 1; j < counts.length; j += 2) area += counts[j]!;
+  for (let j = start + 1; j < start + length; j += 2) area += counts[j]!;
   return area;
 }
 
@@ -230,21 +314,33 @@ export function rleArea(rle: Rle): number {
  * full height, as in pycocotools.
  */
 export function rleToBboxInto(rle: Rle, out: Float64Array, offset: number): void {
-  const height = rle.height;
-  const counts = rle.counts;
-  const m = counts.length - (counts.length % 2);
+  countsToBboxInto(rle.counts, 0, rle.counts.length, rle.height, rle.width, out, offset);
+}
+
+/** rleToBboxInto for counts[start, start + length) of a height x width mask. */
+export function countsToBboxInto(
+  counts: Uint32Array,
+  start: number,
+  length: number,
+  height: number,
+  width: number,
+  out: Float64Array,
+  offset: number,
+): void {
+  const m = length - (length % 2);
   if (m === 0 || height === 0) {
     out.fill(0, offset, offset + 4);
     return;
   }
-  let xs = rle.width;
+
+  let xs = width;
   let ys = height;
   let xe = 0;
   let ye = 0;
   let cc = 0;
   let xp = 0;
   for (let j = 0; j < m; j++) {
-    cc += counts[j]!;
+    cc += counts[start + j]!;
     // The C code computes in unsigned ints, so t wraps around when a leading count is 0.
     const t = (cc - (j % 2)) >>> 0;
     const y = t % height;
@@ -276,7 +372,7 @@ export function rleToBbox(rle: Rle): BoxXywh {
  * Merging no mask gives an empty 0 x 0 RLE, as in pycocotools. Throws DataError when the
  * sizes differ (pycocotools silently returns an empty RLE then).
  */
-export function rleMerge(rles: readonly Rle[], intersect: boolean, where = 'merge'): Rle {
+export function rleMerge(rles: readonly Rle[], intersect: boolean, where: Where = 'merge'): Rle {
   if (rles.length === 0) return { height: 0, width: 0, counts: new Uint32Array(0) };
   const { height, width } = rles[0]!;
   if (rles.length === 1) return { height, width, counts: rles[0]!.counts.slice() };
@@ -286,7 +382,7 @@ export function rleMerge(rles: readonly Rle[], intersect: boolean, where = 'merg
     const other = rles[i]!;
     if (other.height !== height || other.width !== width) {
       throw new DataError(
-        `${where}: cannot merge masks of different sizes: [${height}, ${width}] and [${other.height}, ${other.width}]`,
+        `${place(where)}: cannot merge masks of different sizes: [${height}, ${width}] and [${other.height}, ${other.width}]`,
       );
     }
     merged = mergeTwo(merged, other.counts, intersect);
@@ -338,14 +434,30 @@ function mergeTwo(a: Uint32Array, b: Uint32Array, intersect: boolean): Uint32Arr
  * is true. Masks that do not intersect give 0. This is the inner loop of rleIou.
  */
 export function rlePairIou(dt: Rle, gt: Rle, crowd: boolean): number {
-  const a = dt.counts;
-  const b = gt.counts;
-  let ca = a[0]!;
-  let cb = b[0]!;
+  return countsPairIou(dt.counts, 0, dt.counts.length, gt.counts, 0, gt.counts.length, crowd ? rleArea(dt) : -1);
+}
+
+/**
+ * rlePairIou for counts a[aStart, aStart + aLength) and b[bStart, bStart + bLength). A
+ * non-negative `crowdDtArea` is the detection's area and makes the union that area.
+ */
+export function countsPairIou(
+  a: Uint32Array,
+  aStart: number,
+  aLength: number,
+  b: Uint32Array,
+  bStart: number,
+  bLength: number,
+  crowdDtArea: number,
+): number {
+  const aEnd = aStart + aLength;
+  const bEnd = bStart + bLength;
+  let ca = a[aStart]!;
+  let cb = b[bStart]!;
   let va = false;
   let vb = false;
-  let ia = 1;
-  let ib = 1;
+  let ia = aStart + 1;
+  let ib = bStart + 1;
   let intersection = 0;
   let union = 0;
   let remaining = 1;
@@ -357,30 +469,34 @@ export function rlePairIou(dt: Rle, gt: Rle, crowd: boolean): number {
     }
     remaining = 0;
     ca -= c;
-    if (ca === 0 && ia < a.length) {
+    if (ca === 0 && ia < aEnd) {
       ca = a[ia++]!;
       va = !va;
     }
     remaining += ca;
     cb -= c;
-    if (cb === 0 && ib < b.length) {
+    if (cb === 0 && ib < bEnd) {
       cb = b[ib++]!;
       vb = !vb;
     }
     remaining += cb;
   }
   if (intersection === 0) return 0;
-  return intersection / (crowd ? rleArea(dt) : union);
+  return intersection / (crowdDtArea >= 0 ? crowdDtArea : union);
 }
 
 /**
  * Box IoU of every detection box with every ground-truth box (bbIou), boxes packed as
- * [x, y, w, h, ...]. Returns a row-major D x G matrix. For a crowd region the union is the
- * detection's area.
+ * [x, y, w, h, ...] (the first numDts and numGts of them). Returns a row-major D x G matrix.
+ * For a crowd region the union is the detection's area.
  */
-export function boxIouMatrix(dtBoxes: Float64Array, gtBoxes: Float64Array, iscrowd: ArrayLike<number>): Float64Array {
-  const numDts = dtBoxes.length / 4;
-  const numGts = gtBoxes.length / 4;
+export function boxIouMatrix(
+  dtBoxes: Float64Array,
+  gtBoxes: Float64Array,
+  iscrowd: ArrayLike<number>,
+  numDts = dtBoxes.length / 4,
+  numGts = gtBoxes.length / 4,
+): Float64Array {
   const ious = new Float64Array(numDts * numGts);
   for (let g = 0; g < numGts; g++) {
     const gx = gtBoxes[g * 4]!;
@@ -433,28 +549,52 @@ export function rleIouMatrix(dts: readonly Rle[], gts: readonly Rle[], iscrowd: 
   return ious;
 }
 
+/** Returns true for a polygon that checkPolygon accepts. */
+export function isValidPolygon(polygon: unknown): polygon is number[] {
+  if (!Array.isArray(polygon) || polygon.length % 2 !== 0) return false;
+  for (let j = 0; j < polygon.length; j++) {
+    const value: unknown = polygon[j];
+    if (typeof value !== 'number' || !(Math.abs(value) <= MAX_POLYGON_COORDINATE)) return false;
+  }
+  return true;
+}
+
 /**
  * Checks one polygon [x1, y1, x2, y2, ...]: an even number of finite coordinates small enough
  * for rleFrPoly's int arithmetic. Throws DataError naming `where` otherwise.
  */
-export function checkPolygon(polygon: unknown, where: string): asserts polygon is number[] {
+export function checkPolygon(polygon: unknown, where: Where): asserts polygon is number[] {
   if (!Array.isArray(polygon)) {
-    throw new DataError(`${where}: expected a polygon [x1, y1, x2, y2, ...], found ${describeValue(polygon)}`);
+    throw new DataError(`${place(where)}: expected a polygon [x1, y1, x2, y2, ...], found ${describeValue(polygon)}`);
   }
   if (polygon.length % 2 !== 0) {
     throw new DataError(
-      `${where}: a polygon needs an even number of coordinates (x, y pairs), found ${polygon.length}`,
+      `${place(where)}: a polygon needs an even number of coordinates (x, y pairs), found ${polygon.length}`,
     );
   }
   for (let j = 0; j < polygon.length; j++) {
     const value: unknown = polygon[j];
     if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw new DataError(`${where}[${j}]: expected a finite coordinate, found ${describeValue(value)}`);
+      throw new DataError(`${place(where)}[${j}]: expected a finite coordinate, found ${describeValue(value)}`);
     }
     if (Math.abs(value) > MAX_POLYGON_COORDINATE) {
-      throw new DataError(`${where}[${j}]: coordinate ${value} is outside ±${MAX_POLYGON_COORDINATE}`);
+      throw new DataError(`${place(where)}[${j}]: coordinate ${value} is outside ±${MAX_POLYGON_COORDINATE}`);
     }
   }
+}
+
+/** Scratch arrays of rleFrPoly, reused between calls because polygons are rasterised by the 10^4. */
+const polygonScratch: Int32Array[] = [new Int32Array(1024), new Int32Array(1024)];
+let boundaryScratch = new Uint32Array(4096);
+
+function scratchInt32(slot: number, size: number): Int32Array {
+  if (polygonScratch[slot]!.length < size) polygonScratch[slot] = new Int32Array(Math.max(size, 2 * polygonScratch[slot]!.length));
+  return polygonScratch[slot]!;
+}
+
+function scratchUint32(size: number): Uint32Array {
+  if (boundaryScratch.length < size) boundaryScratch = new Uint32Array(Math.max(size, 2 * boundaryScratch.length));
+  return boundaryScratch;
 }
 
 /**
@@ -463,23 +603,33 @@ export function checkPolygon(polygon: unknown, where: string): asserts polygon i
  * column centre sets the first pixel below it. The caller checks the polygon (checkPolygon).
  */
 export function rleFrPoly(xy: ArrayLike<number>, height: number, width: number): Rle {
+  const { counts, length } = rasterisePolygon(xy, height, width);
+  return { height, width, counts: counts.slice(0, length) };
+}
+
+/** rleFrPoly into a scratch array that the next call overwrites: counts[0, length). */
+export function rasterisePolygon(xy: ArrayLike<number>, height: number, width: number): { counts: Uint32Array; length: number } {
   const k = xy.length >> 1;
   const scale = POLYGON_SCALE;
 
   // Vertices on the upsampled grid, with C's (int) truncation.
-  const x = new Int32Array(k + 1);
-  const y = new Int32Array(k + 1);
+  const x = scratchInt32(0, k + 1);
+  const y = scratchInt32(1, k + 1);
   for (let j = 0; j < k; j++) x[j] = Math.trunc(scale * xy[j * 2]! + 0.5);
   for (let j = 0; j < k; j++) y[j] = Math.trunc(scale * xy[j * 2 + 1]! + 0.5);
   x[k] = x[0]!;
   y[k] = y[0]!;
 
-  // Every grid point along each edge, from the edge's first vertex to its last.
+  // Trace every grid point along each edge, from the edge's first vertex to its last, and
+  // wherever x changes between two consecutive points, test for a column-centre crossing.
+  // pycocotools stores all points first; comparing on the fly visits them in the same order.
   let numPoints = 0;
   for (let j = 0; j < k; j++) numPoints += Math.max(Math.abs(x[j]! - x[j + 1]!), Math.abs(y[j]! - y[j + 1]!)) + 1;
-  const u = new Int32Array(numPoints);
-  const v = new Int32Array(numPoints);
+  const boundaries = scratchUint32(numPoints + 1);
   let m = 0;
+  let first = true;
+  let previousU = 0;
+  let previousV = 0;
   for (let j = 0; j < k; j++) {
     let xs = x[j]!;
     let xe = x[j + 1]!;
@@ -487,55 +637,53 @@ export function rleFrPoly(xy: ArrayLike<number>, height: number, width: number):
     let ye = y[j + 1]!;
     const dx = Math.abs(xe - xs);
     const dy = Math.abs(ys - ye);
-    const flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
+    const alongX = dx >= dy;
+    const flip = (alongX && xs > xe) || (!alongX && ys > ye);
     if (flip) {
-      [xs, xe] = [xe, xs];
-      [ys, ye] = [ye, ys];
+      const swapX = xs;
+      xs = xe;
+      xe = swapX;
+      const swapY = ys;
+      ys = ye;
+      ye = swapY;
     }
-    const s = dx >= dy ? (ye - ys) / dx : (xe - xs) / dy;
-    if (dx >= dy) {
-      for (let d = 0; d <= dx; d++) {
-        const t = flip ? dx - d : d;
-        u[m] = t + xs;
+    const s = alongX ? (ye - ys) / dx : (xe - xs) / dy;
+    const steps = alongX ? dx : dy;
+    for (let d = 0; d <= steps; d++) {
+      const t = flip ? steps - d : d;
+      let u: number;
+      let v: number;
+      if (alongX) {
+        u = t + xs;
         // An edge of length 0 gives s = 0 / 0 = NaN, whose (int) cast is INT_MIN on x86-64.
-        // That point shares its x with both neighbours, so the value is never read below.
-        v[m] = dx === 0 ? INT_MIN : Math.trunc(ys + s * t + 0.5);
-        m++;
+        // That point shares its x with both neighbours, so its y is never used below.
+        v = dx === 0 ? INT_MIN : Math.trunc(ys + s * t + 0.5);
+      } else {
+        v = t + ys;
+        u = Math.trunc(xs + s * t + 0.5);
       }
-    } else {
-      for (let d = 0; d <= dy; d++) {
-        const t = flip ? dy - d : d;
-        v[m] = t + ys;
-        u[m] = Math.trunc(xs + s * t + 0.5);
-        m++;
-      }
-    }
-  }
 
-  // Points where the outline crosses a column centre, back on the pixel grid.
-  const columns = new Int32Array(numPoints);
-  const rows = new Int32Array(numPoints);
-  m = 0;
-  for (let j = 1; j < numPoints; j++) {
-    if (u[j] === u[j - 1]) continue;
-    let xd = u[j]! < u[j - 1]! ? u[j]! : u[j]! - 1;
-    xd = (xd + 0.5) / scale - 0.5;
-    if (Math.floor(xd) !== xd || xd < 0 || xd > width - 1) continue;
-    let yd = v[j]! < v[j - 1]! ? v[j]! : v[j - 1]!;
-    yd = (yd + 0.5) / scale - 0.5;
-    if (yd < 0) yd = 0;
-    else if (yd > height) yd = height;
-    yd = Math.ceil(yd);
-    columns[m] = xd;
-    rows[m] = yd;
-    m++;
+      if (!first && u !== previousU) {
+        // Back on the pixel grid: a crossing of a column centre sets the first pixel below it.
+        let xd = u < previousU ? u : u - 1;
+        xd = (xd + 0.5) / scale - 0.5;
+        if (Math.floor(xd) === xd && xd >= 0 && xd <= width - 1) {
+          let yd = v < previousV ? v : previousV;
+          yd = (yd + 0.5) / scale - 0.5;
+          if (yd < 0) yd = 0;
+          else if (yd > height) yd = height;
+          boundaries[m++] = xd * height + Math.ceil(yd);
+        }
+      }
+      first = false;
+      previousU = u;
+      previousV = v;
+    }
   }
 
   // Sorted column-major positions of the crossings are the run boundaries.
-  const boundaries = new Uint32Array(m + 1);
-  for (let j = 0; j < m; j++) boundaries[j] = columns[j]! * height + rows[j]!;
   boundaries[m] = height * width;
-  boundaries.sort();
+  boundaries.subarray(0, m + 1).sort();
   let previous = 0;
   for (let j = 0; j <= m; j++) {
     const value = boundaries[j]!;
@@ -543,19 +691,18 @@ export function rleFrPoly(xy: ArrayLike<number>, height: number, width: number):
     previous = value;
   }
   // An empty run joins its neighbours: the run after it is added to the run before it.
-  const counts = new Uint32Array(m + 1);
-  let numCounts = 0;
-  let j = 0;
-  counts[numCounts++] = boundaries[j++]!;
+  // Counts are written in place, never ahead of the run being read.
+  let numCounts = 1;
+  let j = 1;
   while (j <= m) {
     if (boundaries[j]! > 0) {
-      counts[numCounts++] = boundaries[j++]!;
+      boundaries[numCounts++] = boundaries[j++]!;
     } else {
       j++;
-      if (j <= m) counts[numCounts - 1] += boundaries[j++]!;
+      if (j <= m) boundaries[numCounts - 1] += boundaries[j++]!;
     }
   }
-  return { height, width, counts: counts.slice(0, numCounts) };
+  return { counts: boundaries, length: numCounts };
 }
 
 /** Rasterises a box [x, y, width, height] as the polygon of its corners (rleFrBbox). */
