@@ -59,6 +59,8 @@ export interface ParallelStepResult extends StepResult {
   workerTensors: number[];
   /** Images each worker trained on in this step. */
   shardSizes: number[];
+  /** Wall-clock seconds of each phase, measured on the main thread. */
+  phaseSeconds: { split: number; compute: number; reduce: number; apply: number };
 }
 
 interface PendingRequest {
@@ -223,8 +225,10 @@ export class ParallelTrainer {
    * and then no replica is updated. The losses returned are the means over the workers with images.
    */
   async step(batch: Batch, lr: number, iteration: number, gradClipMaxNorm?: number): Promise<ParallelStepResult> {
+    const started = performance.now();
     const shards = splitBatch(batch, this.replicas.length);
     const active = shards.length;
+    const split = performance.now();
     const computed = await this.requestAll(
       (index) => ({ kind: 'compute', iteration, ...(index < active ? { shard: shards[index]! } : {}) }),
       `computing gradients at iteration ${iteration}`,
@@ -233,17 +237,26 @@ export class ParallelTrainer {
     );
     const perWorker = computed.slice(0, active).map((reply) => reply.losses);
     perWorker.forEach((losses, index) => checkLossesFinite(losses, iteration, `in worker ${index}`));
+    const compute = performance.now();
 
     await this.requestAll(() => ({ kind: 'reduce', active }), `averaging gradients at iteration ${iteration}`, 'done');
+    const reduce = performance.now();
     const applied = await this.requestAll(
       () => ({ kind: 'apply', active, lr, ...(gradClipMaxNorm === undefined ? {} : { gradClipMaxNorm }) }),
       `applying the update at iteration ${iteration}`,
       'applied',
     );
+    const apply = performance.now();
     const result: ParallelStepResult = {
       losses: meanLosses(perWorker),
       workerTensors: applied.map((reply) => reply.numTensors),
       shardSizes: this.replicas.map((_, index) => (index < active ? shards[index]!.shape[0] : 0)),
+      phaseSeconds: {
+        split: (split - started) / 1000,
+        compute: (compute - split) / 1000,
+        reduce: (reduce - compute) / 1000,
+        apply: (apply - reduce) / 1000,
+      },
     };
     if (applied[0]!.gradNorm !== undefined) result.gradNorm = applied[0]!.gradNorm;
     return result;
