@@ -44,6 +44,50 @@ function searchSortedLeft(sorted: Float64Array, length: number, value: number): 
   return low;
 }
 
+/**
+ * Returns the detections of groups [firstGroup, endGroup) (one category) by descending
+ * score, ties in concatenation order, as numpy's stable argsort of the negated scores in
+ * pycocotools. Each group's detections are already in that order, so a bottom-up merge of
+ * the groups' runs sorts them without a comparison callback.
+ */
+function mergeGroupsByScore(state: EvaluationState, firstGroup: number, endGroup: number): Int32Array {
+  const scores = state.dtScores;
+  const dtStart = state.groupDtStart[firstGroup]!;
+  const count = state.groupDtStart[endGroup]! - dtStart;
+  let order = new Int32Array(count);
+  let merged = new Int32Array(count);
+  for (let n = 0; n < count; n++) order[n] = dtStart + n;
+
+  // Run r covers order[runStart[r], runStart[r + 1]).
+  const runStart = new Int32Array(endGroup - firstGroup + 1);
+  let numRuns = 0;
+  for (let g = firstGroup; g < endGroup; g++) {
+    if (state.groupDtStart[g + 1]! > state.groupDtStart[g]!) runStart[numRuns++] = state.groupDtStart[g]! - dtStart;
+  }
+  runStart[numRuns] = count;
+
+  while (numRuns > 1) {
+    let numMerged = 0;
+    for (let r = 0; r < numRuns; r += 2) {
+      const left = runStart[r]!;
+      const middle = runStart[r + 1]!;
+      const right = r + 2 <= numRuns ? runStart[r + 2]! : middle;
+      runStart[numMerged++] = left;
+      let i = left;
+      let j = middle;
+      let out = left;
+      // Take from the left run on equal scores, which keeps ties in input order.
+      while (i < middle && j < right) merged[out++] = scores[order[j]!]! > scores[order[i]!]! ? order[j++]! : order[i++]!;
+      while (i < middle) merged[out++] = order[i++]!;
+      while (j < right) merged[out++] = order[j++]!;
+    }
+    runStart[numMerged] = count;
+    numRuns = numMerged;
+    [order, merged] = [merged, order];
+  }
+  return order;
+}
+
 export function accumulateEvaluation(state: EvaluationState): AccumulatedEval {
   // Local copies: tsx compiles imported constants to getters, which are slow in the inner loop.
   const truePositive = TRUE_POSITIVE;
@@ -79,9 +123,7 @@ export function accumulateEvaluation(state: EvaluationState): AccumulatedEval {
     // descending score. Ties keep concatenation order, as numpy's stable mergesort does.
     const dtStart = state.groupDtStart[firstGroup]!;
     const numCategoryDts = state.groupDtStart[endGroup]! - dtStart;
-    const order = new Int32Array(numCategoryDts);
-    for (let n = 0; n < numCategoryDts; n++) order[n] = dtStart + n;
-    order.sort((x, y) => state.dtScores[y]! - state.dtScores[x]! || x - y);
+    const order = mergeGroupsByScore(state, firstGroup, endGroup);
 
     if (selected.length < numCategoryDts) {
       selected = new Int32Array(numCategoryDts);

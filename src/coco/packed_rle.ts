@@ -61,7 +61,7 @@ export class PackedRles {
     this.counts = grown;
   }
 
-  private finishMask(height: number, width: number, numCounts: number): void {
+  private finishMask(height: number, width: number, numCounts: number, knownBoxes?: Float64Array, knownOffset = 0): void {
     const i = this.size;
     const capacity = i + 1;
     this.start = grownInt32(this.start, capacity);
@@ -76,7 +76,8 @@ export class PackedRles {
     this.height[i] = height;
     this.width[i] = width;
     this.area[i] = countsArea(this.counts, this.used, numCounts);
-    countsToBboxInto(this.counts, this.used, numCounts, height, width, this.boxes, 4 * i);
+    if (knownBoxes === undefined) countsToBboxInto(this.counts, this.used, numCounts, height, width, this.boxes, 4 * i);
+    else for (let k = 0; k < 4; k++) this.boxes[4 * i + k] = knownBoxes[knownOffset + k]!;
     this.addIntervals(i, numCounts);
     this.used += numCounts;
     this.size++;
@@ -109,11 +110,14 @@ export class PackedRles {
     this.usedIntervals = write / 2;
   }
 
-  /** Adds a mask from pycocotools' compressed counts string, checked as rleFromString does. */
-  addString(text: string, height: number, width: number, where: Where): void {
+  /**
+   * Adds a mask from pycocotools' compressed counts string, checked as rleFromString does.
+   * A caller that knows the mask's box passes it at knownBoxes[knownOffset..+4).
+   */
+  addString(text: string, height: number, width: number, where: Where, knownBoxes?: Float64Array, knownOffset = 0): void {
     this.reserveCounts(text.length);
     const numCounts = decodeCountsInto(text, height, width, where, this.counts, this.used);
-    this.finishMask(height, width, numCounts);
+    this.finishMask(height, width, numCounts, knownBoxes, knownOffset);
   }
 
   /** Adds a polygon, rasterised as rleFrPoly does; see there for the checks the caller makes. */

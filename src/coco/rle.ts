@@ -342,10 +342,11 @@ export function countsToBboxInto(
   for (let j = 0; j < m; j++) {
     cc += counts[start + j]!;
     // The C code computes in unsigned ints, so t wraps around when a leading count is 0.
-    const t = (cc - (j % 2)) >>> 0;
-    const y = t % height;
-    const x = (t - y) / height;
-    if (j % 2 === 0) xp = x;
+    const t = (cc - (j & 1)) >>> 0;
+    // t / height is exact enough for floor below 2^32 pixels, and faster than t % height.
+    const x = Math.floor(t / height);
+    const y = t - x * height;
+    if ((j & 1) === 0) xp = x;
     else if (xp < x) {
       ys = 0;
       ye = height - 1;
@@ -607,6 +608,19 @@ export function rleFrPoly(xy: ArrayLike<number>, height: number, width: number):
   return { height, width, counts: counts.slice(0, length) };
 }
 
+/** Returns the upsampled x of an outline point t steps along an edge along y, with C's (int) truncation. */
+function traceU(xs: number, s: number, t: number): number {
+  return Math.trunc(xs + s * t + 0.5);
+}
+
+/** Returns the first pixel row below an outline point at upsampled y `v`, clamped to [0, height]. */
+function crossingRow(v: number, height: number): number {
+  let yd = (v + 0.5) / POLYGON_SCALE - 0.5;
+  if (yd < 0) yd = 0;
+  else if (yd > height) yd = height;
+  return Math.ceil(yd);
+}
+
 /** rleFrPoly into a scratch array that the next call overwrites: counts[0, length). */
 export function rasterisePolygon(xy: ArrayLike<number>, height: number, width: number): { counts: Uint32Array; length: number } {
   const k = xy.length >> 1;
@@ -620,9 +634,9 @@ export function rasterisePolygon(xy: ArrayLike<number>, height: number, width: n
   x[k] = x[0]!;
   y[k] = y[0]!;
 
-  // Trace every grid point along each edge, from the edge's first vertex to its last, and
-  // wherever x changes between two consecutive points, test for a column-centre crossing.
-  // pycocotools stores all points first; comparing on the fly visits them in the same order.
+  // pycocotools traces every grid point along each edge, from the edge's first vertex to its
+  // last, and wherever x changes between two consecutive points, tests for a column-centre
+  // crossing. The loop below finds the same crossings without visiting every point.
   let numPoints = 0;
   for (let j = 0; j < k; j++) numPoints += Math.max(Math.abs(x[j]! - x[j + 1]!), Math.abs(y[j]! - y[j + 1]!)) + 1;
   const boundaries = scratchUint32(numPoints + 1);
@@ -649,8 +663,9 @@ export function rasterisePolygon(xy: ArrayLike<number>, height: number, width: n
     }
     const s = alongX ? (ye - ys) / dx : (xe - xs) / dy;
     const steps = alongX ? dx : dy;
-    for (let d = 0; d <= steps; d++) {
-      const t = flip ? steps - d : d;
+    // The edge's first point, compared with the last point of the previous edge.
+    {
+      const t = flip ? steps : 0;
       let u: number;
       let v: number;
       if (alongX) {
@@ -660,24 +675,69 @@ export function rasterisePolygon(xy: ArrayLike<number>, height: number, width: n
         v = dx === 0 ? INT_MIN : Math.trunc(ys + s * t + 0.5);
       } else {
         v = t + ys;
-        u = Math.trunc(xs + s * t + 0.5);
+        u = traceU(xs, s, t);
       }
-
       if (!first && u !== previousU) {
         // Back on the pixel grid: a crossing of a column centre sets the first pixel below it.
         let xd = u < previousU ? u : u - 1;
         xd = (xd + 0.5) / scale - 0.5;
         if (Math.floor(xd) === xd && xd >= 0 && xd <= width - 1) {
-          let yd = v < previousV ? v : previousV;
-          yd = (yd + 0.5) / scale - 0.5;
-          if (yd < 0) yd = 0;
-          else if (yd > height) yd = height;
-          boundaries[m++] = xd * height + Math.ceil(yd);
+          boundaries[m++] = xd * height + crossingRow(v < previousV ? v : previousV, height);
         }
       }
       first = false;
       previousU = u;
       previousV = v;
+    }
+    if (steps === 0) continue;
+
+    // The other points. Between consecutive points with u = c and u = c + du (|du| = 1), the
+    // smaller u is r = c or c - 1, and (r + 0.5) / 5 - 0.5 is an integer column exactly when
+    // r = 5 * column + 2. So only every fifth change of u can cross a column centre.
+    if (alongX) {
+      // u moves by one at every step, from the edge's first vertex x[j] in direction du.
+      const du = flip ? -1 : 1;
+      const uStart = x[j]!;
+      const residue = du > 0 ? 3 - uStart : uStart - 2;
+      let d = ((residue % scale) + scale) % scale;
+      if (d === 0) d = scale;
+      for (; d <= dx; d += scale) {
+        const r = du > 0 ? uStart + d - 1 : uStart - d;
+        const column = (r - 2) / scale;
+        if (column < 0 || column > width - 1) continue;
+        const vBefore = Math.trunc(ys + s * (flip ? dx - d + 1 : d - 1) + 0.5);
+        const vAt = Math.trunc(ys + s * (flip ? dx - d : d) + 0.5);
+        boundaries[m++] = column * height + crossingRow(vAt < vBefore ? vAt : vBefore, height);
+      }
+      previousU = uStart + du * dx;
+      previousV = Math.trunc(ys + s * (flip ? 0 : dx) + 0.5);
+    } else {
+      // u(d) is monotonic and moves by at most one per step (|s| < 1), so the step where it
+      // first passes c is found by binary search.
+      const uFirst = previousU;
+      const uLast = traceU(xs, s, flip ? 0 : dy);
+      if (uLast !== uFirst) {
+        const du = uLast > uFirst ? 1 : -1;
+        let c = du > 0 ? uFirst + ((((2 - uFirst) % scale) + scale) % scale) : uFirst - ((((uFirst - 3) % scale) + scale) % scale);
+        let low = 1;
+        for (; du > 0 ? c < uLast : c > uLast; c += scale * du) {
+          const target = c + du;
+          let high = dy;
+          while (low < high) {
+            const middle = (low + high) >>> 1;
+            const u = traceU(xs, s, flip ? dy - middle : middle);
+            if (du > 0 ? u >= target : u <= target) high = middle;
+            else low = middle + 1;
+          }
+          const column = ((du > 0 ? c : c - 1) - 2) / scale;
+          if (column < 0 || column > width - 1) continue;
+          const vBefore = (flip ? dy - low + 1 : low - 1) + ys;
+          const vAt = (flip ? dy - low : low) + ys;
+          boundaries[m++] = column * height + crossingRow(vAt < vBefore ? vAt : vBefore, height);
+        }
+      }
+      previousU = uLast;
+      previousV = (flip ? 0 : dy) + ys;
     }
   }
 

@@ -85,8 +85,18 @@ const currentAnnotation = new AnnotationLocation(undefined as unknown as COCO, u
 const currentSegmentation = new Subscript(currentAnnotation, 'segmentation');
 const currentCounts = new Subscript(currentSegmentation, 'counts');
 
-/** Adds an annotation's mask to `pack`, decoding compressed strings straight into its buffer. */
-function addAnnotation(pack: PackedRles, annotation: CocoAnnotation, coco: COCO, role: string): void {
+/**
+ * Adds an annotation's mask to `pack`, decoding compressed strings straight into its buffer.
+ * `knownBoxes` (at knownOffset) may give the mask's box, found earlier.
+ */
+function addAnnotation(
+  pack: PackedRles,
+  annotation: CocoAnnotation,
+  coco: COCO,
+  role: string,
+  knownBoxes?: Float64Array,
+  knownOffset = 0,
+): void {
   const segmentation = annotation.segmentation;
   if (typeof segmentation === 'object' && segmentation !== null && !Array.isArray(segmentation)) {
     currentAnnotation.coco = coco;
@@ -94,7 +104,7 @@ function addAnnotation(pack: PackedRles, annotation: CocoAnnotation, coco: COCO,
     currentAnnotation.role = role;
     const { height, width, counts } = readRleObject(segmentation, currentSegmentation);
     if (typeof counts === 'string') {
-      pack.addString(counts, height, width, currentCounts);
+      pack.addString(counts, height, width, currentCounts, knownBoxes, knownOffset);
       return;
     }
   }
@@ -170,7 +180,7 @@ export const segmIouComputer: IouComputer = {
         if (!(ious[index]! > 0)) continue;
         if (dtSlots[d]! < 0) {
           dtSlots[d] = dtMasks.size;
-          addAnnotation(dtMasks, detections[d]!, context.cocoDt, 'detection');
+          addAnnotation(dtMasks, detections[d]!, context.cocoDt, 'detection', dtBoxes, 4 * d);
         }
         ious[index] = maskPairIou(dtMasks, dtSlots[d]!, gtMasks, g, gtIsCrowd[g] !== 0);
       }

@@ -254,3 +254,100 @@ test('encode reads row-major masks', (t) => {
   t.deepEqual(frPyObjects({ size: [2, 3], counts: [2, 1, 2, 1] }, 2, 3), rle);
   t.deepEqual(toBbox(rle), [1, 0, 2, 2]);
 });
+
+/** maskApi.c's rleFrPoly step by step, with all points stored first, to check the traced version against. */
+function literalFrPoly(xy: number[], h: number, w: number): number[] {
+  const k = xy.length / 2;
+  const x: number[] = [];
+  const y: number[] = [];
+  for (let j = 0; j < k; j++) x.push(Math.trunc(5 * xy[2 * j]! + 0.5));
+  for (let j = 0; j < k; j++) y.push(Math.trunc(5 * xy[2 * j + 1]! + 0.5));
+  x.push(x[0]!);
+  y.push(y[0]!);
+  const u: number[] = [];
+  const v: number[] = [];
+  for (let j = 0; j < k; j++) {
+    let xs = x[j]!;
+    let xe = x[j + 1]!;
+    let ys = y[j]!;
+    let ye = y[j + 1]!;
+    const dx = Math.abs(xe - xs);
+    const dy = Math.abs(ys - ye);
+    const flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
+    if (flip) [xs, xe, ys, ye] = [xe, xs, ye, ys];
+    const s = dx >= dy ? (ye - ys) / dx : (xe - xs) / dy;
+    if (dx >= dy) {
+      for (let d = 0; d <= dx; d++) {
+        const t = flip ? dx - d : d;
+        u.push(t + xs);
+        v.push(dx === 0 ? -2147483648 : Math.trunc(ys + s * t + 0.5));
+      }
+    } else {
+      for (let d = 0; d <= dy; d++) {
+        const t = flip ? dy - d : d;
+        v.push(t + ys);
+        u.push(Math.trunc(xs + s * t + 0.5));
+      }
+    }
+  }
+  const a: number[] = [];
+  for (let j = 1; j < u.length; j++) {
+    if (u[j] === u[j - 1]) continue;
+    let xd = u[j]! < u[j - 1]! ? u[j]! : u[j]! - 1;
+    xd = (xd + 0.5) / 5 - 0.5;
+    if (Math.floor(xd) !== xd || xd < 0 || xd > w - 1) continue;
+    let yd = v[j]! < v[j - 1]! ? v[j]! : v[j - 1]!;
+    yd = (yd + 0.5) / 5 - 0.5;
+    if (yd < 0) yd = 0;
+    else if (yd > h) yd = h;
+    a.push(xd * h + Math.ceil(yd));
+  }
+  a.push(h * w);
+  a.sort((p, q) => p - q);
+  let previous = 0;
+  for (let j = 0; j < a.length; j++) {
+    const value = a[j]!;
+    a[j] = value - previous;
+    previous = value;
+  }
+  const b = [a[0]!];
+  let j = 1;
+  while (j < a.length) {
+    if (a[j]! > 0) b.push(a[j++]!);
+    else {
+      j++;
+      if (j < a.length) b[b.length - 1] += a[j++]!;
+    }
+  }
+  return b;
+}
+
+test('traced polygons equal step-by-step rleFrPoly', (t) => {
+  let state = 99991;
+  const next = () => {
+    state = (state * 48271) % 2147483647;
+    return state / 2147483647;
+  };
+  let checked = 0;
+  for (let n = 0; n < 3000; n++) {
+    const h = 1 + Math.floor(next() * 60);
+    const w = 1 + Math.floor(next() * 60);
+    const numPoints = 1 + Math.floor(next() * 9);
+    const polygon: number[] = [];
+    for (let p = 0; p < numPoints; p++) {
+      // Coordinates beyond the image, on the 0.2 grid, and repeated points all occur.
+      const snap = next() < 0.3 ? (value: number) => Math.round(value * 5) / 5 : (value: number) => Math.round(value * 100) / 100;
+      polygon.push(snap(next() * (w + 20) - 10), snap(next() * (h + 20) - 10));
+      if (next() < 0.1) polygon.push(polygon.at(-2)!, polygon.at(-1)!);
+    }
+    // Compressing the literal counts keeps them as they are, so equal strings mean equal counts.
+    const expected = frPyObjects({ size: [h, w], counts: literalFrPoly(polygon, h, w) }, h, w);
+    const actual = frPoly([polygon], h, w)[0]!;
+    if (actual.counts !== expected.counts) {
+      t.fail(`polygon ${JSON.stringify(polygon)} on ${h} x ${w}: ${actual.counts} != ${expected.counts}`);
+      return;
+    }
+    checked++;
+  }
+  t.is(checked, 3000);
+});
