@@ -10,7 +10,9 @@
  * step, so that a change in the machine's load hits every count alike. Seconds per step is the
  * median wall time over all rounds, and CPU seconds per step counts every thread of the process.
  * The 1-minute load average is printed before and after, because other jobs on the machine slow
- * the steps down.
+ * the steps down. On Linux the tool also prints the CPU time of the thread that trains (the
+ * busiest worker for N workers), which other jobs do not inflate as much as wall time. It is
+ * an estimate of the wall time per step on a machine with a free core per worker.
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -21,6 +23,7 @@ import { buildDataset, buildDetector, buildLoader } from '../src/apis/build.ts';
 import { initBackend } from '../src/backends/index.ts';
 import { buildOptimizer } from '../src/engine/optimizer.ts';
 import { ParallelTrainer, type ParallelStepResult } from '../src/engine/parallel/parallel_trainer.ts';
+import { threadCpuSeconds } from '../src/engine/parallel/thread_cpu.ts';
 import { trainStep, type Batch } from '../src/engine/train_step.ts';
 import { setInitSeed } from '../src/nn/init.ts';
 import { RladetError } from '../src/utils/errors.ts';
@@ -58,13 +61,15 @@ function median(values: number[]): number {
 /** One way to run steps: in this process (1 worker) or through a ParallelTrainer. */
 interface Runner {
   workers: number;
-  step(batch: Batch, iteration: number): Promise<ParallelStepResult | undefined>;
+  step(batch: Batch, iteration: number): Promise<{ threadCpuSeconds: number | undefined; parallel?: ParallelStepResult }>;
   close(): Promise<void>;
 }
 
 interface Timings {
   seconds: number[];
   cpuSeconds: number[];
+  /** Per timed step: CPU seconds of the training thread, or of the busiest worker (Linux only). */
+  threadCpuSeconds: number[];
   /** Per timed step: the main thread's wall time of each parallel phase (empty for 1 worker). */
   phases: Array<ParallelStepResult['phaseSeconds']>;
   workerTensors: number[][];
@@ -125,8 +130,10 @@ async function main(): Promise<void> {
       runners.push({
         workers,
         step: async (batch, iteration) => {
+          const cpuStart = threadCpuSeconds();
           trainStep(model, batch, optimizer, lr, iteration);
-          return undefined;
+          const cpuEnd = threadCpuSeconds();
+          return { threadCpuSeconds: cpuStart === undefined || cpuEnd === undefined ? undefined : cpuEnd - cpuStart };
         },
         close: async () => {
           optimizer.disposeState();
@@ -140,7 +147,11 @@ async function main(): Promise<void> {
     console.log(`${workers} workers started in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     runners.push({
       workers,
-      step: (batch, iteration) => trainer.step(batch, lr, iteration),
+      step: async (batch, iteration) => {
+        const result = await trainer.step(batch, lr, iteration);
+        const busiest = result.workerCpuSeconds === undefined ? undefined : Math.max(...result.workerCpuSeconds);
+        return { threadCpuSeconds: busiest, parallel: result };
+      },
       close: async () => {
         await trainer.close();
         optimizer.disposeState();
@@ -150,7 +161,7 @@ async function main(): Promise<void> {
   }
 
   const loadBefore = loadavg()[0]!;
-  const timings = new Map<number, Timings>(workerCounts.map((workers) => [workers, { seconds: [], cpuSeconds: [], phases: [], workerTensors: [] }]));
+  const timings = new Map<number, Timings>(workerCounts.map((workers) => [workers, { seconds: [], cpuSeconds: [], threadCpuSeconds: [], phases: [], workerTensors: [] }]));
   const iterations = new Map<number, number>(workerCounts.map((workers) => [workers, 0]));
   try {
     for (let round = 0; round < rounds; round++) {
@@ -169,9 +180,10 @@ async function main(): Promise<void> {
           if (i === 0) continue;
           timing.seconds.push((performance.now() - start) / 1000);
           timing.cpuSeconds.push((cpu.user + cpu.system) / 1e6);
-          if (result !== undefined) {
-            timing.phases.push(result.phaseSeconds);
-            timing.workerTensors.push(result.workerTensors);
+          if (result.threadCpuSeconds !== undefined) timing.threadCpuSeconds.push(result.threadCpuSeconds);
+          if (result.parallel !== undefined) {
+            timing.phases.push(result.parallel.phaseSeconds);
+            timing.workerTensors.push(result.parallel.workerTensors);
           }
         }
       }
@@ -185,6 +197,7 @@ async function main(): Promise<void> {
   console.log(`backend ${backend.name}, ${availableParallelism()} cores, batches ${shapes}`);
   console.log(`1-minute load average: ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after`);
   const base = median(timings.get(workerCounts[0]!)!.seconds);
+  const baseThreadCpu = timings.get(workerCounts[0]!)!.threadCpuSeconds;
   const results = workerCounts.map((workers) => {
     const timing = timings.get(workers)!;
     const secondsPerStep = median(timing.seconds);
@@ -201,11 +214,25 @@ async function main(): Promise<void> {
       `${workers} worker${workers === 1 ? ' ' : 's'}: ${secondsPerStep.toFixed(3)} s per step (median of ${timing.seconds.length}), ` +
         `CPU ${median(timing.cpuSeconds).toFixed(3)} s per step, ${(base / secondsPerStep).toFixed(2)}x the speed of ${workerCounts[0]} worker(s)`,
     );
+    const threadCpu = timing.threadCpuSeconds.length === 0 ? undefined : median(timing.threadCpuSeconds);
+    if (threadCpu !== undefined && baseThreadCpu.length > 0) {
+      const label = workers === 1 ? 'training thread' : 'busiest worker thread';
+      console.log(`    CPU of the ${label}: ${threadCpu.toFixed(3)} s per step, ${(median(baseThreadCpu) / threadCpu).toFixed(2)}x`);
+    }
     if (phaseMedians !== undefined) {
       const text = Object.entries(phaseMedians).map(([phase, seconds]) => `${phase} ${(seconds * 1000).toFixed(1)} ms`).join(', ');
       console.log(`    median phases: ${text}`);
     }
-    return { workers, secondsPerStep, stepSeconds: timing.seconds, cpuSecondsPerStep: median(timing.cpuSeconds), stepCpuSeconds: timing.cpuSeconds, phaseMedians };
+    return {
+      workers,
+      secondsPerStep,
+      stepSeconds: timing.seconds,
+      cpuSecondsPerStep: median(timing.cpuSeconds),
+      stepCpuSeconds: timing.cpuSeconds,
+      threadCpuSecondsPerStep: threadCpu,
+      stepThreadCpuSeconds: timing.threadCpuSeconds,
+      phaseMedians,
+    };
   });
 
   if (values.json !== undefined) {

@@ -59,6 +59,8 @@ export interface ParallelStepResult extends StepResult {
   workerTensors: number[];
   /** Images each worker trained on in this step. */
   shardSizes: number[];
+  /** CPU seconds each worker thread spent on this step, where the OS reports it (Linux). */
+  workerCpuSeconds?: number[];
   /** Wall-clock seconds of each phase, measured on the main thread. */
   phaseSeconds: { split: number; compute: number; reduce: number; apply: number };
 }
@@ -259,6 +261,8 @@ export class ParallelTrainer {
       },
     };
     if (applied[0]!.gradNorm !== undefined) result.gradNorm = applied[0]!.gradNorm;
+    const cpuSeconds = applied.map((reply) => reply.stepCpuSeconds);
+    if (cpuSeconds.every((seconds) => seconds !== undefined)) result.workerCpuSeconds = cpuSeconds;
     return result;
   }
 

@@ -55,7 +55,8 @@ export type ReplicaReply =
   | { kind: 'done' }
   | { kind: 'state'; model: TensorRecord[]; optimizer: { tensors: TensorRecord[]; record: Record<string, number> } }
   | { kind: 'computed'; losses: Record<string, number> }
-  | { kind: 'applied'; gradNorm?: number; numTensors: number }
+  /** `stepCpuSeconds`: the worker thread's CPU time from the start of 'compute' to the end of 'apply', where the OS reports it. */
+  | { kind: 'applied'; gradNorm?: number; numTensors: number; stepCpuSeconds?: number }
   | { kind: 'error'; error: { name: string; message: string; stack?: string } };
 
 /** Copies tensors into records with their own buffers, ready to be transferred. */

@@ -12,6 +12,7 @@ import { DETECTORS } from '../../registry/index.ts';
 import '../../register_all.ts';
 import { RladetError } from '../../utils/errors.ts';
 import { setLogLevel, type LogLevel } from '../../utils/logger.ts';
+import { threadCpuSeconds } from './thread_cpu.ts';
 import { buildOptimizer, type Optimizer } from '../optimizer.ts';
 import { applyGradients, computeGradients } from '../train_step.ts';
 import {
@@ -30,6 +31,8 @@ class Replica {
   private readonly gradients: Float32Array;
   private readonly present: Uint8Array;
   private readonly control: Int32Array;
+  /** Thread CPU time at the start of the current step's 'compute'. */
+  private stepCpuStart: number | undefined;
 
   constructor(
     private readonly data: ReplicaWorkerData,
@@ -54,6 +57,7 @@ class Replica {
       case 'getState':
         return this.getState();
       case 'compute':
+        this.stepCpuStart = threadCpuSeconds();
         return { reply: { kind: 'computed', losses: request.shard === undefined ? {} : this.compute(request.shard) } };
       case 'reduce':
         this.reduce(request.active);
@@ -62,6 +66,8 @@ class Replica {
         const gradNorm = this.apply(request.active, request.lr, request.gradClipMaxNorm);
         const reply: ReplicaReply = { kind: 'applied', numTensors: tf.memory().numTensors };
         if (gradNorm !== undefined) reply.gradNorm = gradNorm;
+        const cpuEnd = threadCpuSeconds();
+        if (cpuEnd !== undefined && this.stepCpuStart !== undefined) reply.stepCpuSeconds = cpuEnd - this.stepCpuStart;
         return { reply };
       }
     }
