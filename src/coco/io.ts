@@ -19,6 +19,8 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 export interface ReadJsonOptions {
   /** Text size in bytes above which the file is parsed in chunks. Defaults to 256 MiB. */
   wholeParseLimitBytes?: number;
+  /** Bytes read at a time when parsing in chunks. Defaults to 4 MiB. */
+  chunkBytes?: number;
 }
 
 /** Turns a failed open or read into a DataError naming the file. */
@@ -40,10 +42,10 @@ function parseWhole(bytes: Buffer, path: string): unknown {
   }
 }
 
-function parseInChunks(bytes: Buffer, path: string): unknown {
+function parseInChunks(bytes: Buffer, path: string, chunkBytes: number): unknown {
   const parser = new JsonChunkParser(path);
-  for (let start = 0; start < bytes.length; start += CHUNK_BYTES) {
-    parser.push(bytes.subarray(start, start + CHUNK_BYTES));
+  for (let start = 0; start < bytes.length; start += chunkBytes) {
+    parser.push(bytes.subarray(start, start + chunkBytes));
   }
   return parser.end();
 }
@@ -68,7 +70,7 @@ export function readJsonFile(path: string, options: ReadJsonOptions = {}): unkno
     const head = Buffer.alloc(2);
     readSync(fd, head, 0, 2, 0);
     const size = fstatSync(fd).size;
-    if (!isGzip(head) && size > limit) return readPlainInChunks(fd, path);
+    if (!isGzip(head) && size > limit) return readPlainInChunks(fd, path, options.chunkBytes ?? CHUNK_BYTES);
     bytes = readFileSync(fd);
   } finally {
     closeSync(fd);
@@ -81,15 +83,15 @@ export function readJsonFile(path: string, options: ReadJsonOptions = {}): unkno
       throw new DataError(`${path}: invalid gzip data: ${(error as Error).message}`, { cause: error });
     }
   }
-  return bytes.length > limit ? parseInChunks(bytes, path) : parseWhole(bytes, path);
+  return bytes.length > limit ? parseInChunks(bytes, path, options.chunkBytes ?? CHUNK_BYTES) : parseWhole(bytes, path);
 }
 
-function readPlainInChunks(fd: number, path: string): unknown {
+function readPlainInChunks(fd: number, path: string, chunkBytes: number): unknown {
   const parser = new JsonChunkParser(path);
-  const buffer = Buffer.alloc(CHUNK_BYTES);
+  const buffer = Buffer.alloc(chunkBytes);
   let position = 0;
   for (;;) {
-    const count = readSync(fd, buffer, 0, CHUNK_BYTES, position);
+    const count = readSync(fd, buffer, 0, chunkBytes, position);
     if (count === 0) break;
     parser.push(buffer.subarray(0, count));
     position += count;

@@ -233,7 +233,8 @@ export class JsonChunkParser {
     }
 
     if (start >= 0) {
-      this.parts.push(chunk.slice(start));
+      // A copy: the caller may reuse the chunk's memory (Buffer.slice would only be a view).
+      this.parts.push(Uint8Array.prototype.slice.call(chunk, start));
       this.partsLength += length - start;
     }
     this.offset += length;

@@ -98,6 +98,8 @@ test('file readers agree on plain and gzip files', async (t) => {
       const path = join(dir, name);
       t.deepEqual(readJsonFile(path), expected, `${name} whole`);
       t.deepEqual(readJsonFile(path, { wholeParseLimitBytes: 1000 }), expected, `${name} in chunks`);
+      // Small chunks through one reused read buffer: the parser must copy what it keeps.
+      t.deepEqual(readJsonFile(path, { wholeParseLimitBytes: 1000, chunkBytes: 777 }), expected, `${name} in 777-byte chunks`);
       t.deepEqual(await readJsonFileAsync(path), expected, `${name} streamed`);
     }
   })();
