@@ -1,13 +1,14 @@
 /**
- * Benchmark of the COCO evaluator on a COCO-sized synthetic set (make_coco_like.py output):
- * load, evaluate and accumulate times and peak memory for bbox and segm, each run in a fresh
- * process, with a check that every run gives the same 12 numbers as the reference port.
+ * Benchmark of the COCO evaluator on a COCO-sized set of ground truth and results files.
+ * It measures load, evaluate and accumulate times and peak memory for bbox and segm, each run
+ * in a fresh process, and checks that every run gives the same 12 numbers as the reference
+ * port.
  *
  *   npm run bench:coco -- --data DIR [--iou-type bbox|segm|both] [--runs N] [--reference]
  *   npm run bench:coco -- --data DIR --large-json-mb 450
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -20,26 +21,31 @@ import { writeFileAtomic } from '../src/utils/fs.ts';
 
 const USAGE = `usage: npm run bench:coco -- [--data DIR] [options]
 
-Times COCOeval on the files of DIR written by make_coco_like.py (*_gt.json[.gz],
-*_dt_bbox.json[.gz], *_dt_segm.json[.gz]). Each run is a fresh Node process, so that peak
-memory (RSS) is measured per run. Prints the median of each step and checks that all runs,
-and the reference port with --reference, give the same 12 numbers.
+Times COCOeval on the files of DIR: COCO ground truth *_gt.json[.gz] with polygon
+segmentations, box results *_dt_bbox.json[.gz] and mask (RLE) results *_dt_segm.json[.gz].
+Each run is a fresh Node process, so that peak memory (RSS) is measured per run. Prints the
+median of each step and checks that all runs, and the reference port with --reference, give
+the same 12 numbers.
 
 options:
-  --data DIR           folder with the generated files (default: $RLADET_COCO_BENCH_DIR)
+  --data DIR           folder with the three files (default: $RLADET_COCO_BENCH_DIR)
   --iou-type TYPE      bbox, segm or both (default: both)
   --runs N             runs per iouType (default: 3)
   --reference          also run the line-by-line reference port once per iouType and compare
                        its 12 numbers (slow: minutes, several GB of memory)
   --json-out FILE      write all measurements as JSON
   --large-json-mb N    instead, write a plain instances file of about N MB by repeating DIR's
-                       ground truth with new ids, and time loading it (streamed, and whole)
+                       ground truth with new ids, and time three ways of loading it
   -h, --help           show this help
 
 Peak RSS is the process's maximum resident set size (getrusage), in MB (10^6 bytes).`;
 
 const TOLERANCE = 1e-12;
-/** pycocotools (cocoapi 8c9bcc3, numpy 1.24) on the 5000-image set on a 2-core machine. */
+/**
+ * What pycocotools (cocoapi 8c9bcc3, numpy 1.24) took for evaluate + accumulate on the
+ * 5000-image synthetic set described in docs/benchmarks/coco_eval.md, on the same 2-core
+ * machine, measured before this script existed.
+ */
 const PYCOCOTOOLS = {
   bbox: { seconds: 28.7, peakRssGb: 1.8 },
   segm: { seconds: 38.2, peakRssGb: 2.1 },
@@ -75,13 +81,13 @@ function findFiles(dir: string): { gt: string; dt: Record<'bbox' | 'segm', strin
   const names = readdirSync(dir);
   const find = (suffix: string) => {
     const name = names.find((n) => n.endsWith(`${suffix}.json`) || n.endsWith(`${suffix}.json.gz`));
-    if (name === undefined) throw new DataError(`${dir}: no *${suffix}.json or *${suffix}.json.gz file; run make_coco_like.py --out-dir ${dir} first`);
+    if (name === undefined) throw new DataError(`${dir}: no *${suffix}.json or *${suffix}.json.gz file found`);
     return join(dir, name);
   };
   return { gt: find('_gt'), dt: { bbox: find('_dt_bbox'), segm: find('_dt_segm') } };
 }
 
-/** One timed evaluation in this process; prints its report as one JSON line. */
+/** Runs one timed evaluation in this process and prints its report as one JSON line. */
 async function childRun(dir: string, iouType: 'bbox' | 'segm'): Promise<void> {
   const files = findFiles(dir);
   const loadAverageBefore = loadavg();
@@ -119,7 +125,7 @@ async function childRun(dir: string, iouType: 'bbox' | 'segm'): Promise<void> {
   process.stdout.write(JSON.stringify(report) + '\n');
 }
 
-/** The reference port in this process; prints its 12 numbers as one JSON line. */
+/** Runs the reference port in this process and prints its 12 numbers as one JSON line. */
 async function childReference(dir: string, iouType: 'bbox' | 'segm'): Promise<void> {
   const files = findFiles(dir);
   const gt = await COCO.load(files.gt);
@@ -130,9 +136,9 @@ async function childReference(dir: string, iouType: 'bbox' | 'segm'): Promise<vo
   process.stdout.write(JSON.stringify({ iouType, stats, seconds: secondsSince(started), peakRssMb: peakRssMb() }) + '\n');
 }
 
-/** Runs this script in a fresh process with `args` and parses the JSON line it prints. */
-function runChild<T>(args: string[]): T {
-  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', resolve('tools/bench_coco.ts'), ...args], {
+/** Runs this script in a fresh process with `args` (and extra Node flags) and parses the JSON line it prints. */
+function runChild<T>(args: string[], nodeFlags: string[] = []): T {
+  const result = spawnSync(process.execPath, [...nodeFlags, '--expose-gc', '--import', 'tsx', resolve('tools/bench_coco.ts'), ...args], {
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
     env: { ...process.env, RLADET_LOG_LEVEL: 'warn' },
@@ -189,7 +195,11 @@ async function benchmark(dir: string, iouTypes: Array<'bbox' | 'segm'>, runs: nu
     allEqual &&= runsAgree;
     const entry: Record<string, unknown> = { reports, stats, runsAgree };
     if (withReference) {
-      const reference = runChild<{ stats: number[]; seconds: number; peakRssMb: number }>(['--child-reference', '--data', dir, '--iou-type', iouType]);
+      // The reference port keeps pycocotools' per-image objects: about 5 GB on the 5000-image set.
+      const reference = runChild<{ stats: number[]; seconds: number; peakRssMb: number }>(
+        ['--child-reference', '--data', dir, '--iou-type', iouType],
+        ['--max-old-space-size=12288'],
+      );
       const difference = maxDifference(reference.stats, stats);
       const equal = difference < TOLERANCE;
       allEqual &&= equal;
@@ -244,10 +254,21 @@ function writeLargeInstances(source: CocoDataset, path: string, megabytes: numbe
   return { bytes: statSync(path).size, images: images.length * copies, annotations: annotations.length * copies };
 }
 
+type LoadMode = 'stream' | 'sync' | 'parse';
+
+const LOAD_MODES: Record<LoadMode, string> = {
+  stream: 'COCO.load (streamed, chunked parse)',
+  sync: 'new COCO(path) (read in 4 MiB chunks, chunked parse)',
+  parse: 'one JSON.parse of the whole text',
+};
+
 /** Loads the large file in this process and prints time, memory and counts as one JSON line. */
-async function childLoad(path: string, mode: 'stream' | 'whole'): Promise<void> {
+async function childLoad(path: string, mode: LoadMode): Promise<void> {
   const started = performance.now();
-  const coco = mode === 'stream' ? await COCO.load(path) : new COCO(readJsonFile(path) as CocoDataset, { source: path });
+  let coco: COCO;
+  if (mode === 'stream') coco = await COCO.load(path);
+  else if (mode === 'sync') coco = new COCO(path);
+  else coco = new COCO(JSON.parse(readFileSync(path, 'utf8')) as CocoDataset, { source: path });
   const seconds = secondsSince(started);
   globalThis.gc?.();
   const heapUsedMb = process.memoryUsage().heapUsed / 1e6;
@@ -265,12 +286,17 @@ async function largeJson(dir: string, megabytes: number): Promise<void> {
     process.stdout.write(
       `wrote ${path}: ${(written.bytes / 1e6).toFixed(0)} MB, ${written.images} images, ${written.annotations} annotations\n`,
     );
-    for (const mode of ['stream', 'whole'] as const) {
-      const report = runChild<{ seconds: number; peakRssMb: number; heapUsedMb: number; annotations: number }>(['--child-load', path, '--mode', mode]);
-      process.stdout.write(
-        `${mode === 'stream' ? 'COCO.load (streamed)' : 'new COCO(readJsonFile)'}: ${report.seconds.toFixed(1)} s, ` +
-          `peak RSS ${report.peakRssMb.toFixed(0)} MB, heap after GC ${report.heapUsedMb.toFixed(0)} MB, ${report.annotations} annotations indexed\n`,
-      );
+    for (const mode of Object.keys(LOAD_MODES) as LoadMode[]) {
+      let line: string;
+      try {
+        const report = runChild<{ seconds: number; peakRssMb: number; heapUsedMb: number; annotations: number }>(['--child-load', path, '--mode', mode]);
+        line =
+          `${report.seconds.toFixed(1)} s, peak RSS ${report.peakRssMb.toFixed(0)} MB, heap after GC ` +
+          `${report.heapUsedMb.toFixed(0)} MB, ${report.annotations} annotations indexed`;
+      } catch (error) {
+        line = `failed: ${(error as Error).message.split('\n').find((text) => text.startsWith('error:')) ?? (error as Error).message}`;
+      }
+      process.stdout.write(`${LOAD_MODES[mode]}: ${line}\n`);
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -298,7 +324,11 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
-  if (values['child-load'] !== undefined) return childLoad(values['child-load'], values.mode === 'whole' ? 'whole' : 'stream');
+  if (values['child-load'] !== undefined) {
+    const mode = values.mode as LoadMode;
+    if (!(mode in LOAD_MODES)) throw new UsageError(`--mode: '${mode}' is not one of ${Object.keys(LOAD_MODES).join(', ')}`);
+    return childLoad(values['child-load'], mode);
+  }
 
   const dir = values.data ?? process.env['RLADET_COCO_BENCH_DIR'];
   if (dir === undefined) throw new UsageError('missing --data DIR (or set RLADET_COCO_BENCH_DIR)');

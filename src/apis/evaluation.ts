@@ -115,8 +115,8 @@ export function evaluateBbox(groundTruth: string | COCO, results: CocoBboxResult
 }
 
 /**
- * Evaluates boxes and, when every result carries a mask (`segmentation`), masks too: the
- * metrics then hold bbox_* and segm_* names and the table both summaries. As MMDetection 2.x
+ * Evaluates boxes and, when every result carries a mask (`segmentation`), masks too. The
+ * metrics then contain bbox_* and segm_* names, and the table both summaries. As MMDetection 2.x
  * does since v2.12, the mask evaluation drops the results' boxes, so that loadRes takes each
  * detection's area from its mask. Throws DataError when only some results have masks.
  */

@@ -58,8 +58,8 @@ class IntList {
 
 /**
  * Groups the annotations of `coco` on the images `imgIds` by cell. With `useCats`, only
- * categories in `catIds` count and cell k * imgIds.length + i holds category catIds[k] on image
- * imgIds[i]. Without it, cell i holds every annotation of image i whose category is in catIds,
+ * categories in `catIds` count and cell k * imgIds.length + i contains category catIds[k] on image
+ * imgIds[i]. Without it, cell i contains every annotation of image i whose category is in catIds,
  * once per occurrence of the category in catIds, as pycocotools' list comprehension does.
  * Throws DataError when an annotation id is used twice, because pycocotools looks annotations
  * up by id and would silently evaluate one object twice.
@@ -75,8 +75,8 @@ export function groupByCell(
   const numCells = useCats ? catIds.length * numImages : numImages;
   const positionsOf = categoryPositionLookup(catIds);
 
-  // One pass over the annotation objects reads every field that evaluation needs: with 10^5
-  // and more annotations scattered over the heap, the memory reads are what cost.
+  // One pass over the annotation objects reads every field that evaluation needs, because
+  // with 10^5 and more annotations scattered over the heap the memory reads are what cost.
   const selected: CocoAnnotation[] = [];
   const cells = new IntList();
   const categoryPositions = new IntList();

@@ -8,9 +8,9 @@
  * column-major in both.
  *
  * Where pycocotools crashes or silently returns nonsense on invalid input, these functions
- * throw DataError instead: odd polygon lengths (pycocotools drops the last coordinate), RLE
- * counts that do not add up to height * width, invalid compressed strings and merges of
- * masks of different sizes.
+ * throw DataError instead. That covers odd polygon lengths (pycocotools drops the last
+ * coordinate), RLE counts that do not add up to height * width, invalid compressed strings
+ * and merges of masks of different sizes.
  */
 import { DataError } from '../utils/errors.ts';
 import {
@@ -234,9 +234,9 @@ export function frUncompressedRLE(rles: readonly CocoRle[], _height?: number, _w
 
 /**
  * Converts polygons, boxes or uncompressed RLEs to compressed RLEs, choosing as pycocotools'
- * frPyObjects does: a list whose first entry has 4 numbers is a list of boxes, one with more
- * is a list of polygons (each rasterised separately, not merged), a list of RLE objects gives
- * a list, and a single RLE object gives a single RLE.
+ * frPyObjects does. A list whose first entry has 4 numbers is a list of boxes, and one with
+ * more is a list of polygons, each rasterised separately (not merged). A list of RLE objects
+ * gives a list, and a single RLE object gives a single RLE.
  */
 export function frPyObjects(objects: readonly number[][], height: number, width: number): CompressedRle[];
 export function frPyObjects(objects: readonly CocoRle[], height: number, width: number): CompressedRle[];

@@ -1,6 +1,6 @@
 /**
  * The masks of one evaluation group packed into reusable buffers. Mask evaluation decodes
- * 10^5 and more RLEs; one typed array per mask made garbage collection the largest cost.
+ * 10^5 and more RLEs, and one typed array per mask made garbage collection its largest cost.
  */
 import {
   countsArea,
@@ -152,8 +152,8 @@ function firstRunEndingAfter(intervals: Uint32Array, first: number, count: numbe
  * Returns the mask IoU of detection d in `dts` with object g in `gts`, for a pair whose boxes
  * overlap, with the integers of pycocotools' rleIou: -1 for masks of different sizes,
  * intersection / union, or intersection / detection area for a crowd object. Only runs in
- * the columns both boxes share are compared, because no other pixel can be in both masks;
- * the union is |dt| + |gt| - intersection, the pixel count the C code's walk arrives at.
+ * the columns both boxes share are compared, because no other pixel can be in both masks.
+ * The union is |dt| + |gt| - intersection, the pixel count that the C code's walk reaches.
  */
 export function maskPairIou(dts: PackedRles, d: number, gts: PackedRles, g: number, crowd: boolean): number {
   const height = dts.height[d]!;

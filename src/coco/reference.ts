@@ -29,7 +29,12 @@ interface ReferenceEvalImage {
 
 /** Returns the indices that sort `keys` ascending, ties in input order (numpy's argsort, kind='mergesort'). */
 function stableArgsort(keys: readonly number[]): number[] {
-  return keys.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : a - b));
+  const indices = keys.map((_, i) => i);
+  return indices.sort((a, b) => {
+    if (keys[a]! < keys[b]!) return -1;
+    if (keys[a]! > keys[b]!) return 1;
+    return a - b;
+  });
 }
 
 /** Returns the first index i with sorted[i] >= value (numpy's searchsorted, side='left'). */

@@ -36,10 +36,10 @@ function isFiniteNumber(value: unknown): value is number {
 /**
  * Validates the results against the ground truth `gt` and returns them as annotations with
  * ids 1..n in input order and iscrowd 0. Like pycocotools, the first result decides the kind
- * of all: with a non-empty `bbox` they are box results (area w * h and, where a result has no
- * segmentation, its box as a four-corner polygon), otherwise with a `segmentation` they are
- * mask results (area and, where missing, box from the RLE). `source` names the results in
- * error messages.
+ * of all. With a non-empty `bbox` they are box results: area w * h and, where a result has
+ * no segmentation, its box as a four-corner polygon. Otherwise, with a `segmentation`, they
+ * are mask results: area and, where missing, box from the RLE. `source` names the results
+ * in error messages.
  */
 export function resultsToAnnotations(results: unknown, gt: COCO, source: string): LoadedResults {
   if (!Array.isArray(results)) {

@@ -13,7 +13,7 @@ import { describeValue } from './values.ts';
 
 /**
  * Converts a segmentation to one RLE: the union of its polygons (rasterised at the image size
- * `height` x `width`), or the RLE it holds, whose own size is used. `where` names the
+ * `height` x `width`), or the RLE it contains, whose own size is used. `where` names the
  * segmentation in error messages.
  *
  * Unlike pycocotools, a polygon list whose first polygon has 4 numbers is rasterised as
@@ -131,6 +131,8 @@ function isPositiveInteger(value: unknown): value is number {
  * true, or returns false when `coco` has no valid cached box for it.
  */
 function cachedMaskBox(coco: COCO, annotation: CocoAnnotation, boxes: Float64Array, offset: number): boolean {
+  // NOTE: the check below sees a replaced segmentation or counts string, but not a `size`
+  // changed in place after loadRes; such a result would be filtered with its old box.
   const cache = coco.maskBoxes;
   const index = annotation.id - 1;
   if (cache === undefined || !(index >= 0 && index < cache.segmentations.length)) return false;

@@ -89,7 +89,7 @@ function formatRow(evaluation: AccumulatedEval, row: SummaryRow, value: number):
 
 /**
  * Returns the 12 rows of pycocotools' `_summarizeDets`. As there, the first row reads
- * maxDets 100 whatever params.maxDets holds and the others read maxDets[0..2].
+ * maxDets 100 whatever params.maxDets contains and the others read maxDets[0..2].
  */
 function detectionSummaryRows(maxDets: readonly number[]): SummaryRow[] {
   if (maxDets.length < 3) {

@@ -61,7 +61,7 @@ export interface Detections {
   scores: Float32Array;
   /** `[D]` labels in 0..K-1. */
   labels: Int32Array;
-  /** `[D]` instance masks at the original image size, as COCO RLEs; only models that predict masks set it. */
+  /** `[D]` instance masks at the original image size, as COCO RLEs. Only models that predict masks set it. */
   masks?: CocoRle[];
 }
 

@@ -264,6 +264,7 @@ function literalFrPoly(xy: number[], h: number, w: number): number[] {
   for (let j = 0; j < k; j++) y.push(Math.trunc(5 * xy[2 * j + 1]! + 0.5));
   x.push(x[0]!);
   y.push(y[0]!);
+
   const u: number[] = [];
   const v: number[] = [];
   for (let j = 0; j < k; j++) {
@@ -290,6 +291,7 @@ function literalFrPoly(xy: number[], h: number, w: number): number[] {
       }
     }
   }
+
   const a: number[] = [];
   for (let j = 1; j < u.length; j++) {
     if (u[j] === u[j - 1]) continue;
@@ -303,6 +305,7 @@ function literalFrPoly(xy: number[], h: number, w: number): number[] {
     a.push(xd * h + Math.ceil(yd));
   }
   a.push(h * w);
+
   a.sort((p, q) => p - q);
   let previous = 0;
   for (let j = 0; j < a.length; j++) {

@@ -10,7 +10,7 @@ import type { Params } from '../../../src/coco/params.ts';
 
 const FIXTURES = new URL('../../fixtures/coco/', import.meta.url).pathname;
 
-/** Park-Miller generator, so every run sees the same data. */
+/** Park-Miller generator, so every run uses the same data. */
 function generator(seed: number): () => number {
   let state = seed;
   return () => {
