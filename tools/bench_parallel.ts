@@ -61,7 +61,7 @@ function median(values: number[]): number {
 /** One way to run steps: in this process (1 worker) or through a ParallelTrainer. */
 interface Runner {
   workers: number;
-  step(batch: Batch, iteration: number): Promise<{ threadCpuSeconds: number | undefined; parallel?: ParallelStepResult }>;
+  step(batch: Batch, iteration: number): Promise<{ threadCpuSeconds: number | undefined; allWorkersCpuSeconds?: number; parallel?: ParallelStepResult }>;
   close(): Promise<void>;
 }
 
@@ -70,6 +70,8 @@ interface Timings {
   cpuSeconds: number[];
   /** Per timed step: CPU seconds of the training thread, or of the busiest worker (Linux only). */
   threadCpuSeconds: number[];
+  /** Per timed step: CPU seconds of all worker threads together (Linux only, empty for 1 worker). */
+  allWorkersCpuSeconds: number[];
   /** Per timed step: the main thread's wall time of each parallel phase (empty for 1 worker). */
   phases: Array<ParallelStepResult['phaseSeconds']>;
   workerTensors: number[][];
@@ -115,7 +117,7 @@ async function main(): Promise<void> {
   for (const count of workerCounts) {
     const images = batches[0]!.images.shape[0];
     if (count > images) {
-      throw new UsageError(`--workers: ${count} workers need at least ${count} images per batch, but a batch has ${images}; lower --workers or raise data.imagesPerBatch`);
+      throw new UsageError(`--workers: ${count} workers need at least ${count} images per batch, but a batch has ${images}. Lower --workers or raise data.imagesPerBatch.`);
     }
   }
 
@@ -149,8 +151,9 @@ async function main(): Promise<void> {
       workers,
       step: async (batch, iteration) => {
         const result = await trainer.step(batch, lr, iteration);
-        const busiest = result.workerCpuSeconds === undefined ? undefined : Math.max(...result.workerCpuSeconds);
-        return { threadCpuSeconds: busiest, parallel: result };
+        const cpu = result.workerCpuSeconds;
+        if (cpu === undefined) return { threadCpuSeconds: undefined, parallel: result };
+        return { threadCpuSeconds: Math.max(...cpu), allWorkersCpuSeconds: cpu.reduce((sum, seconds) => sum + seconds, 0), parallel: result };
       },
       close: async () => {
         await trainer.close();
@@ -161,7 +164,7 @@ async function main(): Promise<void> {
   }
 
   const loadBefore = loadavg()[0]!;
-  const timings = new Map<number, Timings>(workerCounts.map((workers) => [workers, { seconds: [], cpuSeconds: [], threadCpuSeconds: [], phases: [], workerTensors: [] }]));
+  const timings = new Map<number, Timings>(workerCounts.map((workers) => [workers, { seconds: [], cpuSeconds: [], threadCpuSeconds: [], allWorkersCpuSeconds: [], phases: [], workerTensors: [] }]));
   const iterations = new Map<number, number>(workerCounts.map((workers) => [workers, 0]));
   try {
     for (let round = 0; round < rounds; round++) {
@@ -181,6 +184,7 @@ async function main(): Promise<void> {
           timing.seconds.push((performance.now() - start) / 1000);
           timing.cpuSeconds.push((cpu.user + cpu.system) / 1e6);
           if (result.threadCpuSeconds !== undefined) timing.threadCpuSeconds.push(result.threadCpuSeconds);
+          if (result.allWorkersCpuSeconds !== undefined) timing.allWorkersCpuSeconds.push(result.allWorkersCpuSeconds);
           if (result.parallel !== undefined) {
             timing.phases.push(result.parallel.phaseSeconds);
             timing.workerTensors.push(result.parallel.workerTensors);
@@ -217,7 +221,8 @@ async function main(): Promise<void> {
     const threadCpu = timing.threadCpuSeconds.length === 0 ? undefined : median(timing.threadCpuSeconds);
     if (threadCpu !== undefined && baseThreadCpu.length > 0) {
       const label = workers === 1 ? 'training thread' : 'busiest worker thread';
-      console.log(`    CPU of the ${label}: ${threadCpu.toFixed(3)} s per step, ${(median(baseThreadCpu) / threadCpu).toFixed(2)}x`);
+      const all = timing.allWorkersCpuSeconds.length === 0 ? '' : ` (all workers: ${median(timing.allWorkersCpuSeconds).toFixed(3)} s)`;
+      console.log(`    CPU of the ${label}: ${threadCpu.toFixed(3)} s per step${all}, ${(median(baseThreadCpu) / threadCpu).toFixed(2)}x`);
     }
     if (phaseMedians !== undefined) {
       const text = Object.entries(phaseMedians).map(([phase, seconds]) => `${phase} ${(seconds * 1000).toFixed(1)} ms`).join(', ');
@@ -230,6 +235,7 @@ async function main(): Promise<void> {
       cpuSecondsPerStep: median(timing.cpuSeconds),
       stepCpuSeconds: timing.cpuSeconds,
       threadCpuSecondsPerStep: threadCpu,
+      allWorkersCpuSecondsPerStep: timing.allWorkersCpuSeconds.length === 0 ? undefined : median(timing.allWorkersCpuSeconds),
       stepThreadCpuSeconds: timing.threadCpuSeconds,
       phaseMedians,
     };

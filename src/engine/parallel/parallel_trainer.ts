@@ -90,7 +90,11 @@ export function countLiveWorkers(): number {
   return liveWorkers.size;
 }
 
-/** Splits a batch into shards of whole images: at most `workers`, sizes differing by at most one. */
+/**
+ * Splits a batch into shards of whole images: at most `workers`, sizes differing by at most one.
+ * NOTE: every shard keeps the batch's padded height and width, while MMDetection collates each
+ * GPU's images on their own, so a shard may carry more padding than it would there.
+ */
 export function splitBatch(batch: Batch, workers: number): Shard[] {
   const [count, height, width, channels] = batch.images.shape;
   const active = Math.min(count, workers);
@@ -297,7 +301,10 @@ export class ParallelTrainer {
     return reply;
   }
 
-  /** Waits for the next reply of `replica`, which must be of kind `expected`. */
+  /**
+   * Waits for the next reply of `replica`, which must be of kind `expected`.
+   * NOTE: there is no timeout, so a worker that never replies (an endless loop) stalls training.
+   */
   private expectReply<K extends ReplicaReply['kind']>(replica: ReplicaHandle, task: string, expected: K): Promise<Extract<ReplicaReply, { kind: K }>> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (replica.pending !== undefined) {

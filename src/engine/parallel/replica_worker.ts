@@ -4,6 +4,7 @@
  * the worker sends one reply to each.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { parentPort, workerData } from 'node:worker_threads';
 
 import { initBackend } from '../../backends/index.ts';
@@ -92,13 +93,23 @@ class Replica {
         const grad = grads.get(name);
         this.present[presentBase + p] = grad === undefined ? 0 : 1;
         if (grad === undefined) slot.fill(0, offsets[p]!, offsets[p]! + sizes[p]!);
-        else slot.set(grad.dataSync() as Float32Array, offsets[p]!);
+        else slot.set(this.valuesOf(grad), offsets[p]!);
       });
     } finally {
       tf.dispose([...grads.values()]);
     }
     publishWrites(this.control);
     return losses;
+  }
+
+  /**
+   * Returns the tensor's values without copying them. The cpu backend's dataSync returns its own
+   * storage, but the wasm backend's copies the heap, so wasm gets a view of the heap instead.
+   * The view is valid until the next tensor allocation.
+   */
+  private valuesOf(tensor: tf.Tensor): Float32Array {
+    if (this.data.backend === 'wasm') return (tf.backend() as unknown as BackendWasm).typedArrayFromHeap(tensor) as Float32Array;
+    return tensor.dataSync() as Float32Array;
   }
 
   private reduce(active: number): void {
