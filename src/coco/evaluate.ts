@@ -10,8 +10,9 @@
 import { DataError } from '../utils/errors.ts';
 import type { COCO } from './coco.ts';
 import { groupByCell, type CellAnnotations } from './grouping.ts';
-import type { IouComputer, IouContext } from './iou.ts';
+import { bboxIouComputer, invalidBoxError, type IouComputer, type IouContext } from './iou.ts';
 import type { AreaRange, Params } from './params.ts';
+import { boxIouMatrix } from './rle.ts';
 import type { CocoAnnotation } from './types.ts';
 import { describeValue } from './values.ts';
 
@@ -130,7 +131,7 @@ function sortByScore(order: Int32Array, count: number, scores: Float64Array): vo
   order.set(sorted);
 }
 
-const EMPTY_IOUS = new Float64Array(0);
+const EMPTY_IOUS: Float64Array = new Float64Array(0);
 
 /** Calls the IoU computer on one group and checks the size of what it returns. */
 function computeGroupIous(
@@ -148,6 +149,36 @@ function computeGroupIous(
     );
   }
   return ious;
+}
+
+/**
+ * Computes the box IoUs of one group from the boxes groupByCell read: ground truth
+ * gtCells[gtStart, gtStart + numGts), detections dtCells[order[0..numDts)]. Throws the
+ * DataError of the bbox IoU computer for a box that is not 4 finite numbers.
+ */
+function packedBoxIous(
+  gtCells: CellAnnotations,
+  gtStart: number,
+  numGts: number,
+  dtCells: CellAnnotations,
+  order: Int32Array,
+  numDts: number,
+  gtCrowd: Uint8Array,
+  scratch: { gt: Float64Array; dt: Float64Array },
+): Float64Array {
+  if (scratch.gt.length < 4 * numGts) scratch.gt = new Float64Array(8 * numGts);
+  const gtBoxes = scratch.gt;
+  const dtBoxes = scratch.dt;
+  for (let n = 0; n < numGts; n++) {
+    for (let k = 0; k < 4; k++) gtBoxes[4 * n + k] = gtCells.boxes![4 * (gtStart + n) + k]!;
+    if (Number.isNaN(gtBoxes[4 * n])) throw invalidBoxError(gtCells.annotations[gtStart + n]!, 'ground truth');
+  }
+  for (let n = 0; n < numDts; n++) {
+    const j = order[n]!;
+    for (let k = 0; k < 4; k++) dtBoxes[4 * n + k] = dtCells.boxes![4 * j + k]!;
+    if (Number.isNaN(dtBoxes[4 * n])) throw invalidBoxError(dtCells.annotations[j]!, 'detection');
+  }
+  return boxIouMatrix(dtBoxes, gtBoxes, gtCrowd, numDts, numGts);
 }
 
 /** Recomputes the IoU matrix of one group (D x G, ground truth in input order), for debugging output. */
@@ -173,8 +204,11 @@ export function evaluateImages(cocoGt: COCO, cocoDt: COCO, params: Params, iouCo
   const numCells = categoryIds.length * numImages;
   const numAreas = p.areaRng.length;
   const maxDet = p.maxDets[p.maxDets.length - 1]!;
-  const gtCells = groupByCell(cocoGt, p.imgIds, p.catIds, p.useCats, 'ground truth');
-  const dtCells = groupByCell(cocoDt, p.imgIds, p.catIds, p.useCats, 'detection');
+  // Box IoU, the common case, reads the boxes in the same pass as the other fields and needs
+  // no per-group annotation arrays.
+  const packedBoxes = iouComputer === bboxIouComputer;
+  const gtCells = groupByCell(cocoGt, p.imgIds, p.catIds, p.useCats, 'ground truth', packedBoxes);
+  const dtCells = groupByCell(cocoDt, p.imgIds, p.catIds, p.useCats, 'detection', packedBoxes);
   checkNumberFields(gtCells, 'ground truth', cocoGt.source);
   checkNumberFields(dtCells, 'detection', cocoDt.source);
 
@@ -220,6 +254,7 @@ export function evaluateImages(cocoGt: COCO, cocoDt: COCO, params: Params, iouCo
 
   const order = new Int32Array(largestCell);
   const buffers = new MatchBuffers();
+  const boxScratch = { gt: new Float64Array(256), dt: new Float64Array(4 * Math.max(1, largestCell)) };
 
   // Pass 2: per group, sort and cut the detections, pack the fields, compute the IoUs and
   // match at every area range. The IoUs are dropped once matched.
@@ -240,19 +275,16 @@ export function evaluateImages(cocoGt: COCO, cocoDt: COCO, params: Params, iouCo
       sortByScore(order, cellDts, dtCells.scores);
       const numGroupDts = Math.min(cellDts, maxDet);
 
-      const gts = gtCells.annotations.slice(gtStart, gtEnd);
-      const dts = new Array<CocoAnnotation>(numGroupDts);
-      for (let n = 0; n < gts.length; n++) {
-        state.gtAnnotations[gtOffset + n] = gts[n]!;
+      const numGroupGts = gtEnd - gtStart;
+      for (let n = 0; n < numGroupGts; n++) {
+        state.gtAnnotations[gtOffset + n] = gtCells.annotations[gtStart + n]!;
         state.gtIds[gtOffset + n] = gtCells.ids[gtStart + n]!;
         state.gtAreas[gtOffset + n] = gtCells.areas[gtStart + n]!;
         state.gtCrowd[gtOffset + n] = gtCells.crowd[gtStart + n]!;
       }
       for (let n = 0; n < numGroupDts; n++) {
         const j = order[n]!;
-        const dt = dtCells.annotations[j]!;
-        dts[n] = dt;
-        state.dtAnnotations[dtOffset + n] = dt;
+        state.dtAnnotations[dtOffset + n] = dtCells.annotations[j]!;
         state.dtIds[dtOffset + n] = dtCells.ids[j]!;
         state.dtAreas[dtOffset + n] = dtCells.areas[j]!;
         state.dtScores[dtOffset + n] = dtCells.scores[j]!;
@@ -264,14 +296,27 @@ export function evaluateImages(cocoGt: COCO, cocoDt: COCO, params: Params, iouCo
       state.groupCategory[group] = k;
       state.groupGtStart[group] = gtOffset;
       state.groupDtStart[group] = dtOffset;
-      gtOffset += gts.length;
+      gtOffset += numGroupGts;
       dtOffset += numGroupDts;
       state.groupGtStart[group + 1] = gtOffset;
       state.groupDtStart[group + 1] = dtOffset;
 
-      const gtCrowd = state.gtCrowd.subarray(state.groupGtStart[group]!, gtOffset);
-      const ious = computeGroupIous(iouComputer, dts, gts, gtCrowd, state.iouContext);
+      let ious = EMPTY_IOUS;
+      if (numGroupGts > 0 && numGroupDts > 0) {
+        const gtCrowd = state.gtCrowd.subarray(state.groupGtStart[group]!, gtOffset);
+        if (packedBoxes) {
+          ious = packedBoxIous(gtCells, gtStart, numGroupGts, dtCells, order, numGroupDts, gtCrowd, boxScratch);
+        } else {
+          const gts = gtCells.annotations.slice(gtStart, gtEnd);
+          const dts = state.dtAnnotations.slice(dtOffset - numGroupDts, dtOffset);
+          ious = computeGroupIous(iouComputer, dts, gts, gtCrowd, state.iouContext);
+        }
+      }
       for (let a = 0; a < numAreas; a++) {
+        if (numGroupGts === 0) {
+          recordUnmatched(state, group, a);
+          continue;
+        }
         matchGroup(state, group, ious, p.areaRng[a]!, buffers);
         recordOutcomes(state, group, a, buffers);
       }
@@ -364,6 +409,26 @@ export function matchGroup(
 }
 
 /** Stores the outcome of each detection and the count of objects that are not ignored. */
+/**
+ * Stores the outcomes of a group without ground truth, what matchGroup and recordOutcomes
+ * would give: every detection is a false positive, or ignored outside the area range.
+ */
+function recordUnmatched(state: EvaluationState, group: number, areaIndex: number): void {
+  const numThresholds = state.params.iouThrs.length;
+  const areaRange = state.params.areaRng[areaIndex]!;
+  const minArea = areaRange[0];
+  const maxArea = areaRange[1];
+  const dtStart = state.groupDtStart[group]!;
+  const dtEnd = state.groupDtStart[group + 1]!;
+  const numAllDts = state.dtIds.length;
+  for (let n = dtStart; n < dtEnd; n++) {
+    const area = state.dtAreas[n]!;
+    const outcome = area < minArea || area > maxArea ? IGNORED : FALSE_POSITIVE;
+    for (let t = 0; t < numThresholds; t++) state.dtOutcomes[(areaIndex * numThresholds + t) * numAllDts + n] = outcome;
+  }
+  state.nonIgnoredGtCounts[group * state.params.areaRng.length + areaIndex] = 0;
+}
+
 function recordOutcomes(state: EvaluationState, group: number, areaIndex: number, buffers: MatchBuffers): void {
   const numThresholds = state.params.iouThrs.length;
   const dtStart = state.groupDtStart[group]!;

@@ -21,6 +21,8 @@ export interface CellAnnotations {
   scores: Float64Array;
   /** 1 where `iscrowd` is truthy. */
   crowd: Uint8Array;
+  /** With readBoxes, `bbox` as [x, y, w, h] per annotation, NaN where it is not 4 finite numbers. */
+  boxes: Float64Array | undefined;
 }
 
 /** Returns a stable permutation that sorts `keys` (integers in [0, numKeys)) ascending, and the start of each key. */
@@ -38,9 +40,14 @@ function countingSort(keys: Int32Array, numKeys: number, input?: Int32Array): { 
   return { order, start };
 }
 
+/** A growable Int32Array; `capacity` sizes it up front so that the usual case never copies. */
 class IntList {
-  values = new Int32Array(1024);
+  values: Int32Array;
   length = 0;
+
+  constructor(capacity: number) {
+    this.values = new Int32Array(Math.max(16, capacity));
+  }
 
   push(value: number): void {
     if (this.length === this.values.length) {
@@ -70,6 +77,7 @@ export function groupByCell(
   catIds: readonly number[],
   useCats: boolean,
   role: string,
+  readBoxes = false,
 ): CellAnnotations {
   const numImages = imgIds.length;
   const numCells = useCats ? catIds.length * numImages : numImages;
@@ -77,13 +85,17 @@ export function groupByCell(
 
   // One pass over the annotation objects reads every field that evaluation needs, because
   // with 10^5 and more annotations scattered over the heap the memory reads are what cost.
+  // Each annotation is selected at most once per category position, so with unique catIds the
+  // number of annotations bounds the lists.
+  const capacity = coco.dataset.annotations?.length ?? 0;
   const selected: CocoAnnotation[] = [];
-  const cells = new IntList();
-  const categoryPositions = new IntList();
-  const ids = new NumberList();
-  const areas = new NumberList();
-  const scores = new NumberList();
-  const crowd = new IntList();
+  const cells = new IntList(capacity);
+  const categoryPositions = new IntList(capacity);
+  const ids = new NumberList(capacity);
+  const areas = new NumberList(capacity);
+  const scores = new NumberList(capacity);
+  const crowd = new IntList(capacity);
+  const boxes = readBoxes ? new NumberList(4 * capacity) : undefined;
   // A repeated id shows up as fewer index entries than annotations; only then is each checked.
   const checkIds = coco.anns.size !== (coco.dataset.annotations?.length ?? 0);
   for (let i = 0; i < numImages; i++) {
@@ -108,6 +120,7 @@ export function groupByCell(
         areas.push(area);
         scores.push(score);
         crowd.push(isCrowd);
+        if (boxes !== undefined) pushBox(boxes, annotation.bbox);
       }
     }
   }
@@ -124,6 +137,7 @@ export function groupByCell(
     areas: new Float64Array(count),
     scores: new Float64Array(count),
     crowd: new Uint8Array(count),
+    boxes: boxes === undefined ? undefined : new Float64Array(4 * count),
   };
   for (let n = 0; n < count; n++) {
     const j = order[n]!;
@@ -132,8 +146,16 @@ export function groupByCell(
     result.areas[n] = areas.values[j]!;
     result.scores[n] = scores.values[j]!;
     result.crowd[n] = crowd.values[j]!;
+    if (boxes !== undefined) for (let k = 0; k < 4; k++) result.boxes![4 * n + k] = boxes.values[4 * j + k]!;
   }
   return result;
+}
+
+/** Appends a bbox's 4 numbers, or 4 NaN when it is not 4 finite numbers. */
+function pushBox(list: NumberList, bbox: unknown): void {
+  let valid = Array.isArray(bbox) && bbox.length === 4;
+  for (let k = 0; k < 4 && valid; k++) valid = Number.isFinite((bbox as unknown[])[k]);
+  for (let k = 0; k < 4; k++) list.push(valid ? ((bbox as number[])[k] as number) : NaN);
 }
 
 /** Largest category id looked up in a dense table rather than a Map. */
@@ -159,8 +181,12 @@ function categoryPositionLookup(catIds: readonly number[]): (categoryId: number)
 }
 
 class NumberList {
-  values = new Float64Array(1024);
+  values: Float64Array;
   length = 0;
+
+  constructor(capacity: number) {
+    this.values = new Float64Array(Math.max(16, capacity));
+  }
 
   push(value: number): void {
     if (this.length === this.values.length) {

@@ -5,6 +5,7 @@
  */
 import { ConfigError, DataError } from '../utils/errors.ts';
 import type { COCO } from './coco.ts';
+import { boxIouMatrix } from './rle.ts';
 import type { CocoAnnotation } from './types.ts';
 
 /** The two indexes being evaluated, for computers that need image sizes or other records. */
@@ -53,6 +54,14 @@ export function registeredIouTypes(): string[] {
   return [...computers.keys()];
 }
 
+/** Returns the error for an annotation whose bbox is not 4 finite numbers. */
+export function invalidBoxError(annotation: CocoAnnotation, role: 'detection' | 'ground truth'): DataError {
+  return new DataError(
+    `${role} annotation ${annotation.id} (image ${annotation.image_id}): bbox must be 4 finite numbers ` +
+      `[x, y, width, height], found ${JSON.stringify(annotation.bbox)}`,
+  );
+}
+
 /** Copies the annotations' boxes into a flat [x, y, w, h, ...] array, rejecting invalid ones. */
 function packBoxes(annotations: readonly CocoAnnotation[], role: 'detection' | 'ground truth'): Float64Array {
   const boxes = new Float64Array(annotations.length * 4);
@@ -60,10 +69,7 @@ function packBoxes(annotations: readonly CocoAnnotation[], role: 'detection' | '
     const annotation = annotations[n]!;
     const bbox = annotation.bbox;
     if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-      throw new DataError(
-        `${role} annotation ${annotation.id} (image ${annotation.image_id}): bbox must be 4 finite numbers ` +
-          `[x, y, width, height], found ${JSON.stringify(bbox)}`,
-      );
+      throw invalidBoxError(annotation, role);
     }
     boxes.set(bbox, n * 4);
   }
@@ -78,36 +84,8 @@ function packBoxes(annotations: readonly CocoAnnotation[], role: 'detection' | '
 export const bboxIouComputer: IouComputer = {
   iouType: 'bbox',
   computeIous(detections, groundTruths, gtIsCrowd) {
-    const numDetections = detections.length;
-    const numGroundTruths = groundTruths.length;
-    const ious = new Float64Array(numDetections * numGroundTruths);
-    if (numDetections === 0 || numGroundTruths === 0) return ious;
-
-    const dt = packBoxes(detections, 'detection');
-    const gt = packBoxes(groundTruths, 'ground truth');
-    for (let g = 0; g < numGroundTruths; g++) {
-      const gx = gt[g * 4]!;
-      const gy = gt[g * 4 + 1]!;
-      const gw = gt[g * 4 + 2]!;
-      const gh = gt[g * 4 + 3]!;
-      const gtArea = gw * gh;
-      const crowd = gtIsCrowd[g] !== 0;
-      for (let d = 0; d < numDetections; d++) {
-        const dx = dt[d * 4]!;
-        const dy = dt[d * 4 + 1]!;
-        const dw = dt[d * 4 + 2]!;
-        const dh = dt[d * 4 + 3]!;
-        const width = Math.min(dw + dx, gw + gx) - Math.max(dx, gx);
-        if (width <= 0) continue;
-        const height = Math.min(dh + dy, gh + gy) - Math.max(dy, gy);
-        if (height <= 0) continue;
-        const intersection = width * height;
-        const dtArea = dw * dh;
-        const union = crowd ? dtArea : dtArea + gtArea - intersection;
-        ious[d * numGroundTruths + g] = intersection / union;
-      }
-    }
-    return ious;
+    if (detections.length === 0 || groundTruths.length === 0) return new Float64Array(detections.length * groundTruths.length);
+    return boxIouMatrix(packBoxes(detections, 'detection'), packBoxes(groundTruths, 'ground truth'), gtIsCrowd);
   },
 };
 
