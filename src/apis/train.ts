@@ -26,6 +26,8 @@ export interface TrainRunOptions {
   backend?: BackendChoice;
   /** Data-parallel worker threads; overrides `runner.workers` of the config. */
   workers?: number | 'auto';
+  /** Modules each data-parallel worker imports before building the model, such as ones that register custom components. */
+  workerImports?: string[];
 }
 
 export interface TrainRunResult extends TrainSummary {
@@ -92,6 +94,7 @@ export async function trainFromConfig(config: DetectionConfig, options: TrainRun
                 },
               }),
           ...(options.resumeFrom === undefined ? {} : { resumeFrom: options.resumeFrom }),
+          ...(options.workerImports === undefined ? {} : { workerImports: options.workerImports }),
         });
         return { ...summary, ...(lastEvaluation === undefined ? {} : { evaluation: lastEvaluation }) };
       } finally {

@@ -35,6 +35,8 @@ export interface RunnerOptions {
   /**
    * Modules that each data-parallel worker imports before it builds the model, such as
    * modules that register custom components (absolute paths or file URLs).
+   * NOTE: configs cannot list these yet, so tools/train.ts trains a component registered
+   * outside src/ only with one worker.
    */
   workerImports?: string[];
 }

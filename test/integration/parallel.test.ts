@@ -239,6 +239,14 @@ test.serial('worker exit stops training', async (t) => {
   t.is(countLiveWorkers(), 0);
 });
 
+test.serial('uncaught worker error stops training', async (t) => {
+  const workDir = mkdtempSync(join(tmpdir(), 'rladet-parallel-uncaught-'));
+  const config = runnerConfig(3, faultyModel({ kind: 'uncaught', worker: 1, call: 1 }));
+  const error = await t.throwsAsync(train(config, workDir, undefined, [FAULTS_MODULE]), { instanceOf: RladetError });
+  t.is(error!.message, 'training worker 1 crashed while computing gradients at iteration 1: Error: uncaught failure');
+  t.is(countLiveWorkers(), 0);
+});
+
 test.serial('NaN loss in a worker stops training', async (t) => {
   const workDir = mkdtempSync(join(tmpdir(), 'rladet-parallel-nan-'));
   const config = runnerConfig(3, faultyModel({ kind: 'nan', worker: 1, call: 2 }));

@@ -11,8 +11,11 @@ import { DETECTORS } from '../../src/registry/index.ts';
 import '../../src/register_all.ts';
 
 export interface Fault {
-  /** 'throw' makes the loss throw, 'nan' makes loss_cls NaN, and 'exit' ends the worker thread with code 3. */
-  kind: 'throw' | 'nan' | 'exit';
+  /**
+   * 'throw' makes the loss throw, 'nan' makes loss_cls NaN, 'exit' ends the worker thread with
+   * code 3, and 'uncaught' throws from a microtask, outside any request handler.
+   */
+  kind: 'throw' | 'nan' | 'exit' | 'uncaught';
   /** Index of the worker that fails. The main thread, which has no worker index, never fails. */
   worker: number;
   /** The 1-based call of `loss` in that worker that fails (one call per training step). */
@@ -29,8 +32,13 @@ function withFault(model: Detector, fault: Fault): Detector {
       const failsNow = workerIndex === fault.worker && calls === fault.call;
       if (failsNow && fault.kind === 'throw') throw new Error(`injected failure in call ${calls}`);
       if (failsNow && fault.kind === 'exit') process.exit(3);
+      if (failsNow && fault.kind === 'uncaught') {
+        queueMicrotask(() => {
+          throw new Error('uncaught failure');
+        });
+      }
       const losses = model.loss(images, metas, targets);
-      if (!failsNow) return losses;
+      if (!failsNow || fault.kind !== 'nan') return losses;
       const poisoned = tf.mul(losses['loss_cls']!, NaN) as tf.Scalar;
       losses['loss_cls']!.dispose();
       return { ...losses, loss_cls: poisoned };
