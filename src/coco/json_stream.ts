@@ -233,7 +233,7 @@ export class JsonChunkParser {
     }
 
     if (start >= 0) {
-      // A copy: the caller may reuse the chunk's memory (Buffer.slice would only be a view).
+      // Copied, because the caller may reuse the chunk's memory and Buffer.slice is only a view.
       this.parts.push(Uint8Array.prototype.slice.call(chunk, start));
       this.partsLength += length - start;
     }
