@@ -21,13 +21,13 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { loadDetectionConfig } from '../src/apis/config_loading.ts';
 import { buildDataset, buildDetector, buildLoader } from '../src/apis/build.ts';
-import { BACKEND_CHOICES, type BackendChoice, initBackend } from '../src/backends/index.ts';
+import { initBackend } from '../src/backends/index.ts';
 import type { Batch } from '../src/engine/train_step.ts';
 import { SGD } from '../src/engine/optimizer.ts';
 import { trainStep } from '../src/engine/train_step.ts';
 import { setInitSeed } from '../src/nn/init.ts';
 import { RladetError } from '../src/utils/errors.ts';
-import { UsageError, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
+import { UsageError, parseBackendOption, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
 
 const CONFIG_PATH = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
 
@@ -125,9 +125,7 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
-  if (!(BACKEND_CHOICES as readonly string[]).includes(values.backend)) {
-    throw new UsageError(`--backend: '${values.backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
-  }
+  const backendChoice = parseBackendOption(values.backend)!;
   const normOverrides = NORM_OVERRIDES[values.norm];
   if (normOverrides === undefined) throw new UsageError(`--norm: expected 'gn' or 'bn', got '${values.norm}'`);
   const steps = parseCount(values.steps, '--steps');
@@ -137,7 +135,7 @@ async function main(): Promise<void> {
   const top = parseCount(values.top, '--top');
 
   const config = await loadDetectionConfig(CONFIG_PATH, [...normOverrides, ...extraOverrides]);
-  const backend = await initBackend(values.backend as BackendChoice);
+  const backend = await initBackend(backendChoice);
   setInitSeed(config.seed ?? 0);
   const model = buildDetector(config.model);
   const optimizer = new SGD(config.optimizer);

@@ -9,9 +9,8 @@ import { join } from 'node:path';
 
 import { loadDetectionConfig } from '../src/apis/config_loading.ts';
 import { trainFromConfig } from '../src/apis/train.ts';
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backends/index.ts';
 import { formatDuration } from '../src/engine/progress.ts';
-import { UsageError, parseCommandLine, runMain } from '../src/utils/cli.ts';
+import { parseBackendOption, parseCommandLine, parseWorkersOption, runMain } from '../src/utils/cli.ts';
 import { writeFileAtomic } from '../src/utils/fs.ts';
 
 const CONFIG = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
@@ -57,20 +56,15 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
-  if (!(BACKEND_CHOICES as readonly string[]).includes(values.backend)) {
-    throw new UsageError(`--backend: '${values.backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
-  }
-  const workers = values.workers === undefined || values.workers === 'auto' ? values.workers : Number(values.workers);
-  if (typeof workers === 'number' && !(Number.isInteger(workers) && workers >= 1)) {
-    throw new UsageError(`--workers: expected a positive integer or 'auto', got '${values.workers}'`);
-  }
+  const backend = parseBackendOption(values.backend)!;
+  const workers = parseWorkersOption(values.workers);
   const workDir = values['work-dir'];
   const started = performance.now();
   const config = await loadDetectionConfig(CONFIG);
   const result = await trainFromConfig(config, {
     workDir,
-    backend: values.backend as BackendChoice,
-    ...(workers === undefined ? {} : { workers: workers as number | 'auto' }),
+    backend,
+    ...(workers === undefined ? {} : { workers }),
   });
   const seconds = (performance.now() - started) / 1000;
 

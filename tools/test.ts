@@ -6,8 +6,7 @@
  */
 import { loadDetectionConfig } from '../src/apis/config_loading.ts';
 import { testFromConfig } from '../src/apis/test.ts';
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backends/index.ts';
-import { UsageError, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
+import { UsageError, parseBackendOption, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
 
 const USAGE = `usage: tsx tools/test.ts CONFIG CHECKPOINT [options]
        tsx tools/test.ts CONFIG --load-from CHECKPOINT [options]
@@ -56,17 +55,14 @@ async function main(): Promise<void> {
   if (values.out === undefined && values.eval === undefined) {
     throw new UsageError('nothing to do: give --out FILE and/or --eval bbox');
   }
-  const backend = values.backend;
-  if (backend !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backend)) {
-    throw new UsageError(`--backend: '${backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
-  }
+  const backend = parseBackendOption(values.backend);
   const configPath = positionals[0]!;
   const config = await loadDetectionConfig(configPath, overrides);
   const { evaluation } = await testFromConfig(config, {
     checkpoint,
     evaluate: values.eval === 'bbox',
     ...(values.out === undefined ? {} : { out: values.out }),
-    ...(backend === undefined ? {} : { backend: backend as BackendChoice }),
+    ...(backend === undefined ? {} : { backend }),
   });
   if (evaluation !== undefined) {
     process.stdout.write(evaluation.table + '\n');

@@ -6,8 +6,7 @@
  */
 import { defaultWorkDir, loadDetectionConfig } from '../src/apis/config_loading.ts';
 import { trainFromConfig } from '../src/apis/train.ts';
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backends/index.ts';
-import { UsageError, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
+import { UsageError, parseBackendOption, parseCommandLine, parseWorkersOption, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
 
 const USAGE = `usage: tsx tools/train.ts CONFIG [options]
 
@@ -33,13 +32,6 @@ options:
                             (values are parsed as JSON when they parse, else kept as strings)
   -h, --help                show this help`;
 
-function parseWorkers(value: string): number | 'auto' {
-  if (value === 'auto') return 'auto';
-  const count = Number(value);
-  if (!Number.isInteger(count) || count < 1) throw new UsageError(`--workers: expected a positive integer or 'auto', got '${value}'`);
-  return count;
-}
-
 async function main(): Promise<void> {
   const { rest, values: overrides } = takeMultiValueOption(process.argv.slice(2), '--cfg-options');
   const argv = rest.map((arg) => (arg === '--resume' ? '--resume=latest' : arg));
@@ -61,11 +53,8 @@ async function main(): Promise<void> {
     return;
   }
   if (positionals.length !== 1) throw new UsageError(`expected one CONFIG argument, got ${positionals.length}`);
-  const backend = values.backend;
-  if (backend !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backend)) {
-    throw new UsageError(`--backend: '${backend}' is not one of ${BACKEND_CHOICES.join(', ')}`);
-  }
-  const workers = values.workers === undefined ? undefined : parseWorkers(values.workers);
+  const backend = parseBackendOption(values.backend);
+  const workers = parseWorkersOption(values.workers);
   const configPath = positionals[0]!;
   const config = await loadDetectionConfig(configPath, overrides);
   await trainFromConfig(config, {
@@ -73,7 +62,7 @@ async function main(): Promise<void> {
     validate: !values['no-validate'],
     ...(values.resume === undefined ? {} : { resumeFrom: values.resume }),
     ...(values['load-from'] === undefined ? {} : { loadFrom: values['load-from'] }),
-    ...(backend === undefined ? {} : { backend: backend as BackendChoice }),
+    ...(backend === undefined ? {} : { backend }),
     ...(workers === undefined ? {} : { workers }),
   });
 }

@@ -8,8 +8,9 @@ import { registerCpuKernelFixes } from './cpu_kernels.ts';
 
 const logger = getLogger('backend');
 
-export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+import { BACKEND_CHOICES, type BackendChoice } from './choices.ts';
+
+export { BACKEND_CHOICES, type BackendChoice } from './choices.ts';
 
 export interface BackendSelection {
   /** The tfjs backend name now active: 'tensorflow', 'wasm' or 'cpu'. */

@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
+import { BACKEND_CHOICES, type BackendChoice } from '../backends/choices.ts';
 import { RladetError } from './errors.ts';
 
 /** An error in command-line usage; tools print it with the usage text and exit with code 2. */
@@ -58,4 +59,21 @@ export function runMain(main: () => Promise<void>, usage: string): void {
       }
     },
   );
+}
+
+/** Checks the value of a `--backend` option; undefined (option not given) passes through. */
+export function parseBackendOption(value: string | undefined): BackendChoice | undefined {
+  if (value === undefined) return undefined;
+  if (!(BACKEND_CHOICES as readonly string[]).includes(value)) {
+    throw new UsageError(`--backend: '${value}' is not one of ${BACKEND_CHOICES.join(', ')}`);
+  }
+  return value as BackendChoice;
+}
+
+/** Checks the value of a `--workers` option: a positive integer or 'auto'; undefined passes through. */
+export function parseWorkersOption(value: string | undefined): number | 'auto' | undefined {
+  if (value === undefined || value === 'auto') return value;
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1) throw new UsageError(`--workers: expected a positive integer or 'auto', got '${value}'`);
+  return count;
 }
