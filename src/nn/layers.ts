@@ -130,13 +130,18 @@ export class BatchNorm2d extends Module {
     if (!this.training || this.useRunningStats) {
       return tf.batchNorm4d(x, this.runningMean as tf.Tensor1D, this.runningVar as tf.Tensor1D, this.bias as tf.Tensor1D, this.weight as tf.Tensor1D, this.eps);
     }
+    return this.forwardTraining(x);
+  }
+
+  /** Normalises x with its batch statistics and updates the running statistics. */
+  protected forwardTraining(x: tf.Tensor4D): tf.Tensor4D {
     const { output, mean, variance, count } = batchNormTraining(x, this.weight as tf.Tensor1D, this.bias as tf.Tensor1D, this.eps);
     this.updateRunningStats(mean, variance, count);
     tf.dispose([mean, variance]);
     return output;
   }
 
-  private updateRunningStats(mean: tf.Tensor1D, variance: tf.Tensor1D, count: number): void {
+  protected updateRunningStats(mean: tf.Tensor1D, variance: tf.Tensor1D, count: number): void {
     // The new statistics do not feed the loss, so backpropagation never visits these ops.
     const unbiased = count > 1 ? count / (count - 1) : 1;
     const m = this.momentum;

@@ -22,6 +22,9 @@
  * Each replica keeps its own batch-norm running statistics, updated from its shard. Like DDP
  * with broadcast_buffers, the state copied back to the main thread (for checkpoints and
  * evaluation) comes from replica 0. Frozen or normEval batch norm does not change them.
+ * SyncBN layers (SyncBatchNorm2d) instead normalise with statistics over the images of every
+ * worker with images, exchanged through shared memory (sync_batch_norm_group.ts), so their
+ * running statistics stay identical in every replica.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Worker } from 'node:worker_threads';
@@ -32,6 +35,7 @@ import { getLogLevel } from '../../utils/logger.ts';
 import type { Optimizer } from '../optimizer.ts';
 import { checkLossesFinite, type Batch, type StepResult } from '../train_step.ts';
 import { allocateGradientBuffers, layoutParameters } from './gradient_buffer.ts';
+import { allocateSyncBatchNormBuffers, listSyncBatchNorms, type SyncBatchNormSetup } from './sync_batch_norm_group.ts';
 import {
   toTensorRecords,
   type ReplicaReply,
@@ -52,6 +56,11 @@ export interface ParallelTrainerOptions {
   optimizer: { type: string };
   /** Modules every worker imports before building the model, such as ones that register custom components. */
   imports?: string[];
+  /**
+   * Maximum time in seconds that a worker waits at a SyncBN layer for the other workers before
+   * training fails with an error naming the layer and the missing workers. Default 60.
+   */
+  syncBatchNormTimeoutSeconds?: number;
 }
 
 export interface ParallelStepResult extends StepResult {
@@ -128,6 +137,17 @@ function meanLosses(perWorker: readonly Record<string, number>[]): Record<string
   return mean;
 }
 
+/** Allocates the shared memory of the model's SyncBN layers, when it has some and there is more than one worker. */
+function prepareSyncBatchNorm(model: Detector, options: ParallelTrainerOptions): SyncBatchNormSetup | undefined {
+  const timeoutSeconds = options.syncBatchNormTimeoutSeconds ?? 60;
+  if (!(timeoutSeconds > 0)) {
+    throw new RangeError(`ParallelTrainer: syncBatchNormTimeoutSeconds must be positive, got ${timeoutSeconds}`);
+  }
+  const layers = listSyncBatchNorms(model);
+  if (layers.length === 0 || options.workers === 1) return undefined;
+  return { layers, buffers: allocateSyncBatchNormBuffers(layers, options.workers), timeoutSeconds };
+}
+
 /** Replicas of a model in worker threads that train it data-parallel, as the file comment describes. */
 export class ParallelTrainer {
   private failure: Error | undefined;
@@ -147,6 +167,7 @@ export class ParallelTrainer {
     }
     const parameters = model.trainableParameters().map(([name, variable]) => ({ name, shape: [...variable.shape] }));
     const buffers = allocateGradientBuffers(layoutParameters(parameters), options.workers);
+    const syncBatchNorm = prepareSyncBatchNorm(model, options);
     const level = getLogLevel();
     const logLevel = LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf('warn') ? 'warn' : level;
 
@@ -161,6 +182,7 @@ export class ParallelTrainer {
         imports: [...(options.imports ?? [])],
         parameters,
         buffers,
+        ...(syncBatchNorm === undefined ? {} : { syncBatchNorm }),
         logLevel,
       };
       const worker = new Worker(new URL('./replica_worker_entry.mjs', import.meta.url), { workerData });
@@ -236,7 +258,7 @@ export class ParallelTrainer {
     const active = shards.length;
     const split = performance.now();
     const computed = await this.requestAll(
-      (index) => ({ kind: 'compute', iteration, ...(index < active ? { shard: shards[index]! } : {}) }),
+      (index) => ({ kind: 'compute', iteration, active, ...(index < active ? { shard: shards[index]! } : {}) }),
       `computing gradients at iteration ${iteration}`,
       'computed',
       (index) => (index < active ? [shards[index]!.pixels.buffer as ArrayBuffer] : []),

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import type { GroundTruth, ImageMeta } from '../../models/types.ts';
 import type { GradientBuffers, ParameterSpec } from './gradient_buffer.ts';
+import type { SyncBatchNormSetup } from './sync_batch_norm_group.ts';
 
 /** Everything a worker needs to build its replica, passed as `workerData`. */
 export interface ReplicaWorkerData {
@@ -20,6 +21,8 @@ export interface ReplicaWorkerData {
   /** The main thread's trainable parameters in order, which the replica must match. */
   parameters: ParameterSpec[];
   buffers: GradientBuffers;
+  /** Shared memory of the SyncBN layers; absent when the model has none or there is one worker. */
+  syncBatchNorm?: SyncBatchNormSetup;
   /** Log level of the worker's logger (the main thread's level, but at least 'warn'). */
   logLevel: string;
 }
@@ -43,8 +46,11 @@ export interface Shard {
 export type ReplicaRequest =
   | { kind: 'setState'; model: TensorRecord[]; optimizer: { tensors: TensorRecord[]; record: Record<string, number> } }
   | { kind: 'getState' }
-  /** Losses and gradients of `shard`, written to the worker's slot. A worker without a shard writes nothing. */
-  | { kind: 'compute'; iteration: number; shard?: Shard }
+  /**
+   * Losses and gradients of `shard`, written to the worker's slot. A worker without a shard writes nothing.
+   * Workers 0 .. active - 1 have shards.
+   */
+  | { kind: 'compute'; iteration: number; active: number; shard?: Shard }
   /** Averages the worker's chunk of the first `active` slots into slot 0. */
   | { kind: 'reduce'; active: number }
   /** Applies the averaged gradient of slot 0 (clipped first when `gradClipMaxNorm` is set). */

@@ -9,6 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 
 import { initBackend } from '../../backends/index.ts';
 import type { Detector } from '../../models/types.ts';
+import { setBatchNormSyncGroup } from '../../nn/sync_batch_norm.ts';
 import { DETECTORS } from '../../registry/index.ts';
 import '../../register_all.ts';
 import { RladetError } from '../../utils/errors.ts';
@@ -25,6 +26,7 @@ import {
   publishWrites,
   type ParameterLayout,
 } from './gradient_buffer.ts';
+import { SharedMemorySyncGroup } from './sync_batch_norm_group.ts';
 import { toTensorRecords, transferListOf, type ReplicaReply, type ReplicaRequest, type ReplicaWorkerData, type Shard, type TensorRecord } from './protocol.ts';
 
 class Replica {
@@ -32,6 +34,8 @@ class Replica {
   private readonly gradients: Float32Array;
   private readonly present: Uint8Array;
   private readonly control: Int32Array;
+  /** The SyncBN exchange with the other replicas, when the model has SyncBN layers. */
+  private readonly syncGroup: SharedMemorySyncGroup | undefined;
   /** Thread CPU time at the start of the current step's 'compute'. */
   private stepCpuStart: number | undefined;
 
@@ -47,6 +51,7 @@ class Replica {
     this.gradients = new Float32Array(data.buffers.gradients);
     this.present = new Uint8Array(data.buffers.present);
     this.control = new Int32Array(data.buffers.control);
+    this.syncGroup = data.syncBatchNorm === undefined ? undefined : new SharedMemorySyncGroup(model, data.index, data.workers, data.syncBatchNorm);
     model.train();
   }
 
@@ -59,6 +64,8 @@ class Replica {
         return this.getState();
       case 'compute':
         this.stepCpuStart = threadCpuSeconds();
+        // Every worker counts the step, also one without a shard, so that the SyncBN tickets agree.
+        this.syncGroup?.beginStep(request.active);
         return { reply: { kind: 'computed', losses: request.shard === undefined ? {} : this.compute(request.shard) } };
       case 'reduce':
         this.reduce(request.active);
@@ -78,11 +85,14 @@ class Replica {
   private compute(shard: Shard): Record<string, number> {
     const images = tf.tensor4d(shard.pixels, shard.shape, 'float32');
     let result;
+    const previousGroup = setBatchNormSyncGroup(this.syncGroup);
     try {
       result = computeGradients(this.model, { images, metas: shard.metas, targets: shard.targets });
     } finally {
+      setBatchNormSyncGroup(previousGroup);
       images.dispose();
     }
+    if (this.data.index === 0 && this.syncGroup?.hasIdleWorkers === true) this.syncGroup.shareRunningStats();
 
     const { losses, grads } = result;
     const { parameters, offsets, sizes, size } = this.layout;
@@ -125,6 +135,7 @@ class Replica {
    */
   private apply(active: number, lr: number, gradClipMaxNorm: number | undefined): number | undefined {
     acquireWrites(this.control);
+    if (this.data.index >= active) this.syncGroup?.loadSharedRunningStats();
     const { parameters, offsets, sizes } = this.layout;
     const grads = new Map<string, tf.Tensor>();
     try {
