@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { checkOptionKeys } from '../../config/config.ts';
 import { ModuleList, type Module } from '../../nn/module.ts';
 import { BACKBONES } from '../../registry/index.ts';
+import { normLayerPrefix } from '../norm.ts';
 import { Bottleneck, RESNET_COMMON_OPTION_KEYS, ResNetBackboneBase, resolveResNetSettings, type ResNetCommonOptions } from './resnet_common.ts';
 
 export type ResNetOptions = ResNetCommonOptions;
@@ -20,7 +21,8 @@ declare module '../../config/component_types.ts' {
  *
  * Parameter names follow torchvision and MMDetection (`conv1.weight`, `bn1.running_mean`,
  * `layer1.0.conv2.weight`, `layer1.0.downsample.0.weight`), so PyTorch checkpoints map by
- * name. With `norm: 'GN'` the norm layers are named `gn1`, `gn2`, `gn3`, as in MMDetection.
+ * name. With `norm: 'GN'` the norm layers are named `gn1`, `gn2`, `gn3`, as in MMDetection, and
+ * with 'SyncBN' they keep the `bn` names.
  */
 export class ResNet extends ResNetBackboneBase {
   /** Stage i is the child `layer{i + 1}`. */
@@ -29,7 +31,7 @@ export class ResNet extends ResNetBackboneBase {
   constructor(options: ResNetOptions, path = 'model.backbone') {
     checkOptionKeys(path, options, RESNET_COMMON_OPTION_KEYS);
     const settings = resolveResNetSettings(options, path);
-    const normPrefix = settings.norm.type === 'BN' ? 'bn' : 'gn';
+    const normPrefix = normLayerPrefix(settings.norm);
     super(settings, `${normPrefix}1`, path);
 
     let inChannels = settings.stemChannels;

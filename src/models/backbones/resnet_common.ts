@@ -29,7 +29,7 @@ export interface ResNetCommonOptions {
   frozenStages?: number;
   /** Normalise with the running statistics even while training; scale and shift still train. Default true. */
   normEval?: boolean;
-  /** 'BN' (default) or 'GN', or a norm config object. */
+  /** 'BN' (default), 'SyncBN' or 'GN', or a norm config object. */
   norm?: NormType | NormOptions;
   /** Zero-initialise the last norm layer of each block, so that each block starts as an identity. Default true. */
   zeroInitResidual?: boolean;

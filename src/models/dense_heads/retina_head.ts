@@ -7,7 +7,7 @@ import { Module, ModuleList } from '../../nn/module.ts';
 import { DENSE_HEADS } from '../../registry/index.ts';
 import { ConfigError } from '../../utils/errors.ts';
 import '../losses/index.ts';
-import { buildNorm, resolveNorm, type NormLayer, type NormOptions, type NormType, type ResolvedNorm } from '../norm.ts';
+import { buildNorm, normLayerPrefix, resolveNorm, type NormLayer, type NormOptions, type NormType, type ResolvedNorm } from '../norm.ts';
 import '../task_modules/anchor_generator.ts';
 import '../task_modules/delta_xywh_coder.ts';
 import '../task_modules/max_iou_assigner.ts';
@@ -73,7 +73,7 @@ class StackedConv extends Module {
       }),
     );
     if (norm !== undefined) {
-      this.norm = this.addModule(norm.type === 'BN' ? 'bn' : 'gn', buildNorm(norm, outChannels, path));
+      this.norm = this.addModule(normLayerPrefix(norm), buildNorm(norm, outChannels, path));
       if (!norm.requiresGrad) this.norm.freeze();
     }
   }

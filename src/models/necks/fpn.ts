@@ -6,7 +6,7 @@ import { Conv2d } from '../../nn/layers.ts';
 import { Module, ModuleList } from '../../nn/module.ts';
 import { NECKS } from '../../registry/index.ts';
 import { ConfigError } from '../../utils/errors.ts';
-import { buildNorm, resolveNorm, type NormLayer, type NormOptions, type NormType, type ResolvedNorm } from '../norm.ts';
+import { buildNorm, normLayerPrefix, resolveNorm, type NormLayer, type NormOptions, type NormType, type ResolvedNorm } from '../norm.ts';
 import type { Neck } from '../types.ts';
 
 export type ExtraConvsSource = 'on_input' | 'on_lateral' | 'on_output';
@@ -74,7 +74,7 @@ export class ConvModule extends Module {
       new Conv2d({ ...options, bias: norm === undefined, init: (shape) => xavierUniform(shape), biasInit: (shape) => tf.zeros([...shape]) }),
     );
     if (norm !== undefined) {
-      this.norm = this.addModule(norm.type === 'BN' ? 'bn' : 'gn', buildNorm(norm, options.outChannels, path));
+      this.norm = this.addModule(normLayerPrefix(norm), buildNorm(norm, options.outChannels, path));
       if (!norm.requiresGrad) this.norm.freeze();
     }
   }

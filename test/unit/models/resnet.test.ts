@@ -192,7 +192,7 @@ test('invalid options name path and value', (t) => {
     [{ depth: 50, outIndices: [2, 1] }, 'model.backbone.outIndices: expected ascending stage indices in [0, 3], got [2,1]'],
     [{ depth: 50, groups: 32 }, 'model.backbone.groups: only 1 is supported'],
     [{ depth: 50, style: 'caffe' }, "model.backbone.style: only 'pytorch'"],
-    [{ depth: 50, norm: 'LN' }, 'model.backbone.norm.type: expected \'BN\' or \'GN\', got "LN"'],
+    [{ depth: 50, norm: 'LN' }, 'model.backbone.norm.type: expected \'BN\', \'SyncBN\' or \'GN\', got "LN"'],
     [{ ...TINY, norm: 'GN' }, 'model.backbone.norm.numGroups: 32 groups do not divide a layer of 8 channels'],
     [{ stageBlocks: [1, 0, 1, 1] }, 'model.backbone.stageBlocks: expected a list of positive integers, got [1,0,1,1]'],
   ];
