@@ -26,7 +26,7 @@ import {
   publishWrites,
   type ParameterLayout,
 } from './gradient_buffer.ts';
-import { SharedMemorySyncGroup } from './sync_batch_norm_group.ts';
+import { listSyncBatchNorms, SharedMemorySyncGroup } from './sync_batch_norm_group.ts';
 import { toTensorRecords, transferListOf, type ReplicaReply, type ReplicaRequest, type ReplicaWorkerData, type Shard, type TensorRecord } from './protocol.ts';
 
 class Replica {
@@ -51,6 +51,11 @@ class Replica {
     this.gradients = new Float32Array(data.buffers.gradients);
     this.present = new Uint8Array(data.buffers.present);
     this.control = new Int32Array(data.buffers.control);
+    if (data.syncBatchNorm === undefined && data.workers > 1 && listSyncBatchNorms(model).length > 0) {
+      throw new RladetError(
+        `${owner}: the model has SyncBN layers but the main thread's model has none, so the worker must build the same model (same config and the same imported modules)`,
+      );
+    }
     this.syncGroup = data.syncBatchNorm === undefined ? undefined : new SharedMemorySyncGroup(model, data.index, data.workers, data.syncBatchNorm);
     model.train();
   }
