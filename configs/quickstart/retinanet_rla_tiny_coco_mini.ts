@@ -7,9 +7,14 @@ import base from '../rla_resnet/retinanet_rla_r50_fpn_1x_coco.ts';
 /**
  * Quick start: a small RLA-ResNet RetinaNet trained from scratch on the 26 bundled coco-mini
  * photos and evaluated on the same photos. No pretrained weights are available offline, so
- * the backbone is narrow and shallow, every norm layer trains (group norm, independent of the
- * two-image batches), images are small, and the score measures how well the model memorises
- * these photos, not how it generalises.
+ * the backbone is narrow and shallow, every norm layer trains, images are small, and the score
+ * measures how well the model memorises these photos, not how it generalises.
+ *
+ * The backbone uses SyncBN. With `runner.workers: 'auto'` on two cores, each worker trains on
+ * one image of the two-image batch, and SyncBN computes the batch-norm statistics over both
+ * images, as one process does. Plain BN would normalise each worker's single image on its
+ * own, so training (per-image statistics) and evaluation (running statistics) would disagree.
+ * The head has no norm, as in MMDetection's RetinaNet.
  */
 const scale: [number, number] = [512, 320];
 const root = 'data/coco-mini/';
@@ -30,10 +35,10 @@ export default defineConfig(
         baseChannels: 16,
         frozenStages: -1,
         normEval: false,
-        norm: { type: 'GN', numGroups: 8 },
+        norm: 'SyncBN',
       }),
       neck: { inChannels: [64, 128, 256, 512], outChannels: 64 },
-      bboxHead: { inChannels: 64, featChannels: 64, stackedConvs: 2, norm: { type: 'GN', numGroups: 8 } },
+      bboxHead: { inChannels: 64, featChannels: 64, stackedConvs: 2 },
     },
     data: replace({
       imagesPerBatch: 2,
