@@ -15,6 +15,11 @@ import base from '../rla_resnet/retinanet_rla_r50_fpn_1x_coco.ts';
  * images, as one process does. Plain BN would normalise each worker's single image on its
  * own, so training (per-image statistics) and evaluation (running statistics) would disagree.
  * The head has no norm, as in MMDetection's RetinaNet.
+ *
+ * From scratch and with two images per batch, SGD at lr 0.02 barely moves in 40 epochs
+ * (AP50 0.02 after 10 epochs), so the quick start uses AdamW (lr 1e-3, weight decay 1e-4),
+ * which reaches AP50 of about 0.6 after 40 epochs (560 iterations). Evaluation runs once, at
+ * the end, to keep the run short.
  */
 const scale: [number, number] = [512, 320];
 const root = 'data/coco-mini/';
@@ -72,12 +77,12 @@ export default defineConfig(
         true,
       ),
     }),
-    optimizer: { lr: 0.02 },
-    lrConfig: { warmupIters: 100, step: [40, 55] },
-    runner: { maxEpochs: 60, workers: 'auto' },
+    optimizer: replace({ type: 'AdamW' as const, lr: 0.001, weightDecay: 0.0001 }),
+    lrConfig: { warmupIters: 100, step: [30, 36] },
+    runner: { maxEpochs: 40, workers: 'auto' },
     autoScaleLr: { enable: false },
-    logConfig: { interval: 13 },
-    evaluation: { interval: 20 },
+    logConfig: { interval: 14 },
+    evaluation: { interval: 40 },
     checkpointConfig: { interval: 10 },
     backend: 'wasm',
   }),
