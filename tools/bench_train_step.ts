@@ -38,7 +38,7 @@ const CONFIG_PATH = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
 const GROUP_NORM = '{"type":"GN","numGroups":8}';
 const NORM_OVERRIDES: Record<string, string[]> = {
   gn: [`model.backbone.norm=${GROUP_NORM}`, `model.bboxHead.norm=${GROUP_NORM}`],
-  bn: ['model.backbone.norm=BN', 'model.bboxHead.norm=null'],
+  bn: ['model.backbone.norm=BN', 'model.bboxHead.norm=BN'],
 };
 
 const USAGE = `usage: npx tsx tools/bench_train_step.ts [options]
@@ -48,8 +48,8 @@ data/coco-mini and prints seconds per step, the kernel time per step and the ten
 
 options:
   --backend NAME          wasm | cpu | tensorflow | auto (default wasm)
-  --norm gn|bn            gn: group norm in backbone and head; bn: batch norm in the
-                          backbone and no norm in the head, as the config is written (default gn)
+  --norm gn|bn            gn: group norm in backbone and head; bn: batch norm in backbone
+                          and head, as the config is written (default gn)
   --steps N               timed steps; the median is reported (default 5)
   --warmup N              untimed steps before timing (default 2)
   --profile-steps N       steps run under tf.profile for the kernel table (default 2, 0 skips it)

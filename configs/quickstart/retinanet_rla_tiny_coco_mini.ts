@@ -10,11 +10,13 @@ import base from '../rla_resnet/retinanet_rla_r50_fpn_1x_coco.ts';
  * the backbone is narrow and shallow, every norm layer trains, images are small, and the score
  * measures how well the model memorises these photos, not how it generalises.
  *
- * The backbone uses SyncBN. With `runner.workers: 'auto'` on two cores, each worker trains on
- * one image of the two-image batch, and SyncBN computes the batch-norm statistics over both
- * images, as one process does. Plain BN would normalise each worker's single image on its
- * own, so training (per-image statistics) and evaluation (running statistics) would disagree.
- * The head has no norm, as in MMDetection's RetinaNet.
+ * The backbone and the head's stacked convolutions use SyncBN. With `runner.workers: 'auto'`
+ * on two cores, each worker trains on one image of the two-image batch, and SyncBN computes
+ * the batch-norm statistics over both images, as one process does. Plain BN would normalise
+ * each worker's single image on its own, so training (per-image statistics) and evaluation
+ * (running statistics) would disagree. MMDetection's RetinaNet head has no norm, but trained
+ * from scratch without it, this model's loss fell about half as fast (1.18 against 0.21 after
+ * 40 epochs) and AP50 reached 0.08.
  *
  * From scratch and with two images per batch, SGD at lr 0.02 barely moves in 40 epochs
  * (AP50 0.02 after 10 epochs), so the quick start uses AdamW (lr 1e-3, weight decay 1e-4),
@@ -43,7 +45,7 @@ export default defineConfig(
         norm: 'SyncBN',
       }),
       neck: { inChannels: [64, 128, 256, 512], outChannels: 64 },
-      bboxHead: { inChannels: 64, featChannels: 64, stackedConvs: 2 },
+      bboxHead: { inChannels: 64, featChannels: 64, stackedConvs: 2, norm: 'SyncBN' },
     },
     data: replace({
       imagesPerBatch: 2,
