@@ -65,10 +65,32 @@ export async function decodeImage(buffer: Uint8Array, source: string, options: D
     }
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), height: info.height, width: info.width };
   } catch (error) {
-    throw new DataError(`failed to decode image ${describeSource(source, options.imageId)}: ${(error as Error).message}`, {
+    throw new DataError(`failed to decode image ${describeSource(source, options.imageId)}: ${describeDecodeFailure(buffer, error as Error)}`, {
       cause: error,
     });
   }
+}
+
+/**
+ * Explains a failed decode. A JPEG without its end-of-image marker is reported as truncated
+ * from the bytes themselves, because libvips keeps one error buffer per process and, with other
+ * images decoding at the same time, sharp sometimes reports only 'Unknown error'.
+ */
+function describeDecodeFailure(buffer: Uint8Array, error: Error): string {
+  const isJpeg = buffer.length >= 2 && buffer[0] === 0xff && buffer[1] === 0xd8;
+  if (isJpeg && !endsWithJpegEoi(buffer)) {
+    return `the JPEG data ends before its end-of-image marker after ${buffer.length} bytes (truncated file?); decoder: ${error.message}`;
+  }
+  return error.message;
+}
+
+/** Whether the last 0xFFD9 end-of-image marker sits at the end, allowing trailing padding bytes. */
+function endsWithJpegEoi(buffer: Uint8Array): boolean {
+  const tail = Math.max(1, buffer.length - 1024);
+  for (let i = buffer.length - 1; i >= tail; i--) {
+    if (buffer[i - 1] === 0xff && buffer[i] === 0xd9) return true;
+  }
+  return false;
 }
 
 /** Reads and decodes an image file into RGB. Throws DataError naming the file when it is missing or not decodable. */
