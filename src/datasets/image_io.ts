@@ -84,7 +84,7 @@ function describeDecodeFailure(buffer: Uint8Array, error: Error): string {
   return error.message;
 }
 
-/** Whether the last 0xFFD9 end-of-image marker sits at the end, allowing trailing padding bytes. */
+/** Checks for a 0xFFD9 end-of-image marker within the last 1024 bytes (encoders may pad after it). */
 function endsWithJpegEoi(buffer: Uint8Array): boolean {
   const tail = Math.max(1, buffer.length - 1024);
   for (let i = buffer.length - 1; i >= tail; i--) {
