@@ -14,9 +14,9 @@ import base from '../rla_resnet/retinanet_rla_r50_fpn_1x_coco.ts';
  * on two cores, each worker trains on one image of the two-image batch, and SyncBN computes
  * the batch-norm statistics over both images, as one process does. Plain BN would normalise
  * each worker's single image on its own, so training (per-image statistics) and evaluation
- * (running statistics) would disagree. MMDetection's RetinaNet head has no norm, but trained
- * from scratch without it, this model's loss fell about half as fast (1.18 against 0.21 after
- * 40 epochs) and AP50 reached 0.08.
+ * (running statistics) would disagree. MMDetection's RetinaNet head has no norm, but this
+ * model trained from scratch without one ended 40 epochs at a training loss of 1.18 and AP50
+ * 0.08, against 0.25 and 0.61 with SyncBN in the head.
  *
  * From scratch and with two images per batch, SGD at lr 0.02 barely moves: AP50 was 0.02
  * after 10 epochs. AdamW (lr 1e-3, weight decay 1e-4) reaches AP50 of about 0.6 after 40
