@@ -7,6 +7,7 @@ import { registerCpuKernelFixes } from '../../../src/backends/cpu_kernels.ts';
 import '../../../src/backends/register_gradients.ts';
 import { setMaxPatchElements } from '../../../src/backends/wasm/conv2d_backprop_filter.ts';
 import { originalConv2dBackpropInputKernel, registerWasmTrainingKernels } from '../../../src/backends/wasm_kernels.ts';
+import { outputsOn, randomValues, relativeError } from './backend_helpers.ts';
 
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -19,20 +20,6 @@ interface ConvCase {
   outChannels: number;
 }
 
-/** Deterministic values in [-1, 1) (mulberry32), so both backends get the same data. */
-function randomValues(size: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  const values = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    values[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return values;
-}
-
 function outputSize(inputSize: number, kernel: number, stride: number, pad: Pad, axis: 1 | 2): number {
   if (pad === 'same') return Math.ceil(inputSize / stride);
   if (pad === 'valid') return Math.floor((inputSize - kernel) / stride) + 1;
@@ -42,23 +29,7 @@ function outputSize(inputSize: number, kernel: number, stride: number, pad: Pad,
 
 /** Runs `compute` on `backend` and returns the values of its outputs. Every tensor it made is freed. */
 async function valuesOn(backend: string, compute: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
-  await tf.setBackend(backend);
-  const outputs = tf.tidy(compute);
-  const list = Array.isArray(outputs) ? outputs : [outputs];
-  const values = list.map((t) => t.dataSync() as Float32Array);
-  tf.dispose(list);
-  return values;
-}
-
-/** Largest absolute difference divided by the largest magnitude of `expected`. */
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  let maxDifference = 0;
-  let maxMagnitude = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDifference = Math.max(maxDifference, Math.abs(actual[i]! - expected[i]!));
-    maxMagnitude = Math.max(maxMagnitude, Math.abs(expected[i]!));
-  }
-  return maxMagnitude === 0 ? maxDifference : maxDifference / maxMagnitude;
+  return (await outputsOn(backend, compute)).values;
 }
 
 function describeCase(c: ConvCase): string {
