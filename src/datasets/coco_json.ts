@@ -6,8 +6,7 @@
  * `categories` (id, name). Errors name the file, the record and the field, for example
  * "instances.json: annotations[12]: missing 'bbox'". Segmentations are not read.
  */
-import { readFileSync } from 'node:fs';
-
+import { readJsonFile } from '../coco/io.ts';
 import { DataError } from '../utils/errors.ts';
 
 export interface CocoImageRecord {
@@ -194,23 +193,18 @@ export function parseCocoJson(json: unknown, source: string, options: ReadCocoOp
   return { images, annotations, categories, hasAnnotations: 'annotations' in top };
 }
 
-/** Reads and validates a COCO instance file. Throws DataError naming the file when it is missing, not JSON or not COCO. */
+/**
+ * Reads and validates a COCO instance file, plain or gzip-compressed. Files above 256 MiB of
+ * text are parsed in chunks, so files larger than V8's string limit (about 512 MiB) load too.
+ * Throws DataError naming the file when it is missing, not JSON or not COCO.
+ */
 export function readCocoFile(path: string, options: ReadCocoOptions = {}): CocoFile {
-  let text: string;
-  try {
-    // NOTE: the whole file becomes one string, and V8 strings end at about 512 MiB
-    // (2^29 - 24 characters). instances_train2017.json (448 MiB) fits, but a larger file fails here.
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'not found' : `could not be read (${(error as Error).message})`;
-    throw new DataError(`annotation file ${path} ${reason}`, { cause: error });
-  }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = readJsonFile(path);
   } catch (error) {
-    throw new DataError(`annotation file ${path} is not valid JSON: ${(error as Error).message}`, { cause: error });
+    if (error instanceof DataError) throw new DataError(`annotation file ${error.message}`, { cause: error });
+    throw error;
   }
   return parseCocoJson(json, path, options);
 }

@@ -1,6 +1,7 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 import test from 'ava';
 
@@ -100,14 +101,29 @@ test('file errors name the file', async (t) => {
   const folder = await mkdtemp(join(tmpdir(), 'rladet-coco-json-'));
   try {
     const missing = join(folder, 'missing.json');
-    t.is(t.throws(() => readCocoFile(missing), { instanceOf: DataError })?.message, `annotation file ${missing} not found`);
+    t.is(t.throws(() => readCocoFile(missing), { instanceOf: DataError })?.message, `annotation file ${missing}: file not found`);
 
     const broken = join(folder, 'broken.json');
     await writeFile(broken, '{"images": [');
     t.regex(
       t.throws(() => readCocoFile(broken), { instanceOf: DataError })?.message ?? '',
-      new RegExp(`^annotation file ${broken} is not valid JSON: `),
+      new RegExp(`^annotation file ${broken}: invalid JSON: `),
     );
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+});
+
+test('gzip annotation file reads as plain', async (t) => {
+  const folder = await mkdtemp(join(tmpdir(), 'rladet-coco-json-'));
+  try {
+    const text = await readFile('data/coco-mini/annotations/instances_train2017.json');
+    const compressed = join(folder, 'instances.json.gz');
+    await writeFile(compressed, gzipSync(text));
+    const plain = readCocoFile('data/coco-mini/annotations/instances_train2017.json');
+    const fromGzip = readCocoFile(compressed);
+    t.is(fromGzip.images.length, 26);
+    t.deepEqual(fromGzip, plain);
   } finally {
     await rm(folder, { recursive: true, force: true });
   }
