@@ -19,7 +19,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { loadDetectionConfig } from '../src/apis/config_loading.ts';
-import { buildDataset, buildDetector, buildLoader } from '../src/apis/build.ts';
+import { buildDetector } from '../src/apis/build.ts';
 import { initBackend } from '../src/backends/index.ts';
 import { buildOptimizer } from '../src/engine/optimizer.ts';
 import { ParallelTrainer, type ParallelStepResult } from '../src/engine/parallel/parallel_trainer.ts';
@@ -28,6 +28,7 @@ import { trainStep, type Batch } from '../src/engine/train_step.ts';
 import { setInitSeed } from '../src/nn/init.ts';
 import { RladetError } from '../src/utils/errors.ts';
 import { UsageError, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
+import { loadTrainingBatches, median, parseCount } from './bench_common.ts';
 
 const CONFIG_PATH = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
 
@@ -45,18 +46,6 @@ options:
   --json FILE             also write the results to FILE as JSON
   --cfg-options K=V ...   config overrides, e.g. data.imagesPerBatch=4
   -h, --help              show this help`;
-
-function parseCount(value: string, option: string): number {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) throw new UsageError(`${option}: expected a positive integer, got '${value}'`);
-  return parsed;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 /** One way to run steps: in this process (1 worker) or through a ParallelTrainer. */
 interface Runner {
@@ -103,17 +92,7 @@ async function main(): Promise<void> {
 
   const config = await loadDetectionConfig(CONFIG_PATH, overrides);
   const backend = await initBackend(values.backend);
-  const loader = buildLoader(buildDataset(config.data.train, 'data.train'), config.data, 'train', config.seed ?? 0);
-  const batches: Batch[] = [];
-  try {
-    for await (const batch of loader.iterate(0)) {
-      batches.push(batch);
-      if (batches.length >= batchCount) break;
-    }
-  } finally {
-    await loader.close();
-  }
-  if (batches.length === 0) throw new RladetError(`${config.data.train.annFile}: the training loader yielded no batch`);
+  const batches = await loadTrainingBatches(config, batchCount);
   for (const count of workerCounts) {
     const images = batches[0]!.images.shape[0];
     if (count > images) {

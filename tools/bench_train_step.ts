@@ -20,14 +20,14 @@ import { writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { loadDetectionConfig } from '../src/apis/config_loading.ts';
-import { buildDataset, buildDetector, buildLoader } from '../src/apis/build.ts';
+import { buildDetector } from '../src/apis/build.ts';
 import { initBackend } from '../src/backends/index.ts';
-import type { Batch } from '../src/engine/train_step.ts';
 import { SGD } from '../src/engine/optimizer.ts';
 import { trainStep } from '../src/engine/train_step.ts';
 import { setInitSeed } from '../src/nn/init.ts';
 import { RladetError } from '../src/utils/errors.ts';
 import { UsageError, parseBackendOption, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
+import { loadTrainingBatches, median, parseCount } from './bench_common.ts';
 
 const CONFIG_PATH = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
 
@@ -67,20 +67,6 @@ interface KernelTotal {
   ms: number;
   /** Calls per step. */
   calls: number;
-}
-
-function parseCount(value: string, option: string, allowZero = false): number {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < (allowZero ? 0 : 1)) {
-    throw new UsageError(`${option}: expected ${allowZero ? 'a non-negative' : 'a positive'} integer, got '${value}'`);
-  }
-  return parsed;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** Runs `steps` steps under tf.profile and returns the kernel time per step, largest first. */
@@ -144,17 +130,7 @@ async function main(): Promise<void> {
   const model = buildDetector(config.model);
   const optimizer = new SGD(config.optimizer);
 
-  const loader = buildLoader(buildDataset(config.data.train, 'data.train'), config.data, 'train', config.seed ?? 0);
-  const batches: Batch[] = [];
-  try {
-    for await (const batch of loader.iterate(0)) {
-      batches.push(batch);
-      if (batches.length >= batchCount) break;
-    }
-  } finally {
-    await loader.close();
-  }
-  if (batches.length === 0) throw new RladetError(`${config.data.train.annFile}: the training loader yielded no batch; check that the annotation file lists images with boxes`);
+  const batches = await loadTrainingBatches(config, batchCount);
 
   // A small learning rate keeps the weights, and so the kernel inputs, close to their initial values.
   const lr = 0.001;
