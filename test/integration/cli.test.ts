@@ -1,18 +1,9 @@
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-/** Runs a tool under tsx and returns its exit code and output. */
-function runTool(tool: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', resolve('tools', tool), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, RLADET_LOG_LEVEL: 'warn' },
-    timeout: 120_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+import { runTool } from './run_tool.ts';
 
 test('train help lists every option', (t) => {
   const { status, stdout } = runTool('train.ts', ['--help']);

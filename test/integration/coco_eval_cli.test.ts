@@ -1,21 +1,13 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import test from 'ava';
 
+import { runTool } from './run_tool.ts';
+
 const FIXTURES = resolve('test/fixtures/coco');
 const TOLERANCE = 1e-12;
-
-function runCocoEval(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', resolve('tools/coco_eval.ts'), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, RLADET_LOG_LEVEL: 'warn' },
-    timeout: 120_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 function withTempDir(run: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'rladet-coco-eval-'));
@@ -27,7 +19,7 @@ function withTempDir(run: (dir: string) => void): void {
 }
 
 test('coco_eval help documents every option', (t) => {
-  const { status, stdout, stderr } = runCocoEval(['--help']);
+  const { status, stdout, stderr } = runTool('coco_eval.ts', ['--help']);
   t.is(status, 0);
   t.is(stderr, '');
   for (const option of ['--gt FILE', '--dt FILE', '--iou-type TYPE', '--per-class', '--json-out FILE', '-h, --help']) {
@@ -39,7 +31,7 @@ test('coco_eval help documents every option', (t) => {
 test('coco_eval prints table and writes JSON', (t) => {
   withTempDir((dir) => {
     const out = join(dir, 'report.json');
-    const { status, stdout, stderr } = runCocoEval([
+    const { status, stdout, stderr } = runTool('coco_eval.ts', [
       '--gt', join(FIXTURES, 'dev40_gt.json'),
       '--dt', join(FIXTURES, 'dev40_dt_bbox.json'),
       '--iou-type', 'bbox',
@@ -73,7 +65,7 @@ test('coco_eval prints table and writes JSON', (t) => {
 });
 
 test('coco_eval per-class table for masks', (t) => {
-  const { status, stdout, stderr } = runCocoEval([
+  const { status, stdout, stderr } = runTool('coco_eval.ts', [
     '--gt', join(FIXTURES, 'dev40_gt.json'),
     '--dt', join(FIXTURES, 'dev40_dt_segm.json.gz'),
     '--iou-type', 'segm',
@@ -89,16 +81,16 @@ test('coco_eval per-class table for masks', (t) => {
 });
 
 test('coco_eval usage errors exit with 2', (t) => {
-  const missing = runCocoEval(['--dt', 'x.json', '--iou-type', 'bbox']);
+  const missing = runTool('coco_eval.ts', ['--dt', 'x.json', '--iou-type', 'bbox']);
   t.is(missing.status, 2);
   t.is(missing.stdout, '');
   t.true(missing.stderr.startsWith('error: missing --gt FILE\n\nusage:'), missing.stderr);
 
-  const badType = runCocoEval(['--gt', 'a.json', '--dt', 'b.json', '--iou-type', 'keypoints']);
+  const badType = runTool('coco_eval.ts', ['--gt', 'a.json', '--dt', 'b.json', '--iou-type', 'keypoints']);
   t.is(badType.status, 2);
   t.true(badType.stderr.startsWith("error: --iou-type: 'keypoints' is not supported (supported: bbox, segm)\n"), badType.stderr);
 
-  const unknown = runCocoEval(['--gt', 'a.json', '--dt', 'b.json', '--iou-type', 'bbox', '--per-image']);
+  const unknown = runTool('coco_eval.ts', ['--gt', 'a.json', '--dt', 'b.json', '--iou-type', 'bbox', '--per-image']);
   t.is(unknown.status, 2);
   t.true(unknown.stderr.startsWith("error: Unknown option '--per-image'"), unknown.stderr);
 });
@@ -106,14 +98,14 @@ test('coco_eval usage errors exit with 2', (t) => {
 test('coco_eval data errors exit with 1', (t) => {
   withTempDir((dir) => {
     const gt = join(FIXTURES, 'dev40_gt.json');
-    const notFound = runCocoEval(['--gt', join(dir, 'none.json'), '--dt', 'b.json', '--iou-type', 'bbox']);
+    const notFound = runTool('coco_eval.ts', ['--gt', join(dir, 'none.json'), '--dt', 'b.json', '--iou-type', 'bbox']);
     t.is(notFound.status, 1);
     t.is(notFound.stdout, '');
     t.is(notFound.stderr, `error: DataError: ${join(dir, 'none.json')}: file not found\n`);
 
     const results = join(dir, 'results.json');
     writeFileSync(results, JSON.stringify([{ image_id: 1, category_id: 1, bbox: [0, 0, 1, 1], score: 0.5 }]));
-    const unknownImage = runCocoEval(['--gt', gt, '--dt', results, '--iou-type', 'bbox']);
+    const unknownImage = runTool('coco_eval.ts', ['--gt', gt, '--dt', results, '--iou-type', 'bbox']);
     t.is(unknownImage.status, 1);
     t.is(
       unknownImage.stderr,
@@ -122,11 +114,11 @@ test('coco_eval data errors exit with 1', (t) => {
     );
 
     writeFileSync(results, '[{"image_id": 1, ');
-    const truncated = runCocoEval(['--gt', gt, '--dt', results, '--iou-type', 'bbox']);
+    const truncated = runTool('coco_eval.ts', ['--gt', gt, '--dt', results, '--iou-type', 'bbox']);
     t.is(truncated.status, 1);
     t.is(truncated.stderr, `error: DataError: ${results}: invalid JSON: the data ends at byte 17 before the document is complete\n`);
 
-    const swapped = runCocoEval(['--gt', gt, '--dt', gt, '--iou-type', 'bbox']);
+    const swapped = runTool('coco_eval.ts', ['--gt', gt, '--dt', gt, '--iou-type', 'bbox']);
     t.is(swapped.status, 1);
     t.is(swapped.stderr, `error: DataError: ${gt}: expected a JSON list of results, found a JSON object; is it a ground-truth file?\n`);
   });

@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
 import { buildDataset, buildDetector, buildLoader } from '../../src/apis/build.ts';
 import { initBackend } from '../../src/backends/index.ts';
@@ -16,6 +15,7 @@ import type { Detector } from '../../src/models/types.ts';
 import { setInitSeed } from '../../src/nn/init.ts';
 import { NonFiniteLossError, RladetError } from '../../src/utils/errors.ts';
 import type { Fault } from './parallel_faults.ts';
+import { runTool } from './run_tool.ts';
 import './parallel_faults.ts';
 import { tinyConfig, writeTwoPhotoSubset } from './tiny_setup.ts';
 
@@ -264,30 +264,21 @@ test.serial('worker startup failure names worker', async (t) => {
   t.is(countLiveWorkers(), 0);
 });
 
-function runTrainTool(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', resolve('tools/train.ts'), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, RLADET_LOG_LEVEL: 'warn' },
-    timeout: 120_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
 test('train tool documents --workers', (t) => {
-  const { status, stdout } = runTrainTool(['--help']);
+  const { status, stdout } = runTool('train.ts', ['--help']);
   t.is(status, 0);
   t.regex(stdout, /--workers N\|auto +train data-parallel in N worker threads/);
 });
 
 test('train tool rejects bad --workers', (t) => {
-  const { status, stderr } = runTrainTool(['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--workers', '0']);
+  const { status, stderr } = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--workers', '0']);
   t.is(status, 2);
   t.true(stderr.startsWith("error: --workers: expected a positive integer or 'auto', got '0'"), stderr);
 });
 
 test('train tool passes --workers to runner', (t) => {
   const workDir = mkdtempSync(join(tmpdir(), 'rladet-parallel-cli-'));
-  const { status, stderr } = runTrainTool(['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', workDir, '--backend', 'cpu', '--workers', '3']);
+  const { status, stderr } = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', workDir, '--backend', 'cpu', '--workers', '3']);
   t.is(status, 1);
   t.true(
     stderr.includes('ConfigError: runner.workers: 3 workers need at least 3 images per batch, but data.imagesPerBatch is 2. Use at most 2 workers or a larger batch.'),

@@ -1,23 +1,13 @@
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
 import { readCheckpoint } from '../../src/engine/checkpoint.ts';
+import { runTool } from './run_tool.ts';
 
 const QUICKSTART = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
 const RLA_CHECKPOINT = 'test/fixtures/rla/backbone.pth.tar';
-
-/** Runs a tool under tsx and returns its exit code and output. */
-function runTool(tool: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', resolve('tools', tool), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, RLADET_LOG_LEVEL: 'warn' },
-    timeout: 120_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 test('convert by name and by config agree', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rladet-convert-'));
