@@ -17,7 +17,7 @@ import { NonFiniteLossError, RladetError } from '../../src/utils/errors.ts';
 import type { Fault } from './parallel_faults.ts';
 import { runTool } from './run_tool.ts';
 import './parallel_faults.ts';
-import { tinyConfig, writeTwoPhotoSubset } from './tiny_setup.ts';
+import { loadFirstTrainingBatch, tinyConfig, writeTwoPhotoSubset } from './tiny_setup.ts';
 
 /** Data-parallel training of the tiny RLA RetinaNet on two real photos (one image per worker), on wasm. */
 
@@ -30,9 +30,7 @@ let batch: Batch;
 
 test.before(async () => {
   await initBackend('wasm');
-  const loader = buildLoader(buildDataset(baseConfig.data.train, 'data.train'), baseConfig.data, 'train', 0);
-  batch = (await loader.iterate(0).next()).value!;
-  await loader.close();
+  batch = await loadFirstTrainingBatch(baseConfig);
 });
 
 test.after.always(() => {

@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { buildDataset, buildDetector, buildLoader } from '../../src/apis/build.ts';
+import { buildDetector } from '../../src/apis/build.ts';
 import { initBackend } from '../../src/backends/index.ts';
 import type { DetectionConfig } from '../../src/config/detection_config.ts';
 import { SGD } from '../../src/engine/optimizer.ts';
@@ -12,7 +12,7 @@ import { countLiveWorkers, ParallelTrainer } from '../../src/engine/parallel/par
 import { applyGradients, trainStep, type Batch } from '../../src/engine/train_step.ts';
 import type { SingleStageDetector } from '../../src/models/detectors/single_stage.ts';
 import { setInitSeed } from '../../src/nn/init.ts';
-import { tinyConfig, writeTwoPhotoSubset } from './tiny_setup.ts';
+import { loadFirstTrainingBatch, tinyConfig, writeTwoPhotoSubset } from './tiny_setup.ts';
 
 /**
  * SyncBN in data-parallel training of the tiny RLA RetinaNet on two real photos, on wasm: two
@@ -34,9 +34,7 @@ let batch: Batch;
 
 test.before(async () => {
   await initBackend('wasm');
-  const loader = buildLoader(buildDataset(baseConfig.data.train, 'data.train'), baseConfig.data, 'train', 0);
-  batch = (await loader.iterate(0).next()).value!;
-  await loader.close();
+  batch = await loadFirstTrainingBatch(baseConfig);
 });
 
 test.after.always(() => {

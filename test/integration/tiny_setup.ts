@@ -1,9 +1,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
+import { buildDataset, buildLoader } from '../../src/apis/build.ts';
 import type { TransformConfig } from '../../src/config/component_types.ts';
 import { defineConfig } from '../../src/config/config.ts';
 import type { DetectionConfig } from '../../src/config/detection_config.ts';
+import type { Batch } from '../../src/engine/train_step.ts';
 
 /** Two real coco-mini photos with one object each (a bench and a stop sign), and a tiny RLA RetinaNet config for them. */
 const COCO_MINI = resolve('data/coco-mini');
@@ -49,3 +51,11 @@ export function tinyConfig(annFile: string): DetectionConfig {
   });
 }
 
+
+/** Loads the first batch of the training loader of `config`, seeded with 0, and closes the loader. The caller owns its tensors. */
+export async function loadFirstTrainingBatch(config: DetectionConfig): Promise<Batch> {
+  const loader = buildLoader(buildDataset(config.data.train, 'data.train'), config.data, 'train', 0);
+  const batch = (await loader.iterate(0).next()).value!;
+  await loader.close();
+  return batch;
+}
