@@ -1,30 +1,18 @@
-import { readFileSync } from 'node:fs';
-
 import test from 'ava';
 
 import { COCO, COCOeval } from '../../../src/coco/index.ts';
-
-const FIXTURES = new URL('../../fixtures/coco/', import.meta.url).pathname;
-const TOLERANCE = 1e-12;
-
-interface Reference {
-  stats: number[];
-  per_category: Array<{ category_id: number; AP: number; AP50: number; AP75: number; AR100: number }>;
-  ap_tkam?: number[][][][];
-  recall_tkam?: number[][][][];
-}
-
-function readReference(name: string): Reference {
-  return JSON.parse(readFileSync(FIXTURES + name, 'utf8')) as Reference;
-}
+import {
+  FIXTURES,
+  assertPerCategoryClose,
+  assertStatsClose,
+  comparePrecisionRecallTables,
+  evaluateFixture,
+  readFixtureJson,
+  type Reference,
+} from './pycocotools_reference.ts';
 
 function evaluateBoxes(gtFile: string, dtFile: string): COCOeval {
-  const gt = new COCO(FIXTURES + gtFile);
-  const evaluator = new COCOeval(gt, gt.loadRes(FIXTURES + dtFile), 'bbox');
-  evaluator.evaluate();
-  evaluator.accumulate();
-  evaluator.summarize();
-  return evaluator;
+  return evaluateFixture(gtFile, dtFile, 'bbox');
 }
 
 const cases = [
@@ -35,86 +23,34 @@ const cases = [
 for (const fixture of cases) {
   test(`${fixture.name} bbox stats equal pycocotools`, (t) => {
     const evaluator = evaluateBoxes(fixture.gt, fixture.dt);
-    const reference = readReference(fixture.ref);
+    const reference = readFixtureJson<Reference>(fixture.ref);
     t.is(evaluator.stats.length, 12);
-    evaluator.stats.forEach((value, index) => {
-      t.true(Math.abs(value - reference.stats[index]!) < TOLERANCE, `stats[${index}]: ${value} != ${reference.stats[index]}`);
-    });
+    assertStatsClose(t, evaluator.stats, reference.stats);
   });
 
   test(`${fixture.name} per-category AP equals pycocotools`, (t) => {
     const evaluator = evaluateBoxes(fixture.gt, fixture.dt);
-    const reference = readReference(fixture.ref);
+    const reference = readFixtureJson<Reference>(fixture.ref);
+    assertPerCategoryClose(t, evaluator, reference);
     const perCategory = evaluator.perCategory();
-    t.deepEqual(
-      perCategory.map((row) => row.categoryId),
-      reference.per_category.map((row) => row.category_id),
-    );
     t.is(perCategory.filter((row) => row.ap === -1).length, fixture.categoriesWithoutGt);
-    perCategory.forEach((row, k) => {
-      const expected = reference.per_category[k]!;
-      const pairs: Array<[string, number, number]> = [
-        ['AP', row.ap, expected.AP],
-        ['AP50', row.ap50, expected.AP50],
-        ['AP75', row.ap75, expected.AP75],
-        ['AR100', row.ar, expected.AR100],
-      ];
-      for (const [metric, actual, expectedValue] of pairs) {
-        t.true(
-          Math.abs(actual - expectedValue) < TOLERANCE,
-          `category ${row.categoryId} ${metric}: ${actual} != ${expectedValue}`,
-        );
-      }
-      t.is(row.maxDets, 100);
-    });
+    for (const row of perCategory) t.is(row.maxDets, 100, `category ${row.categoryId}`);
   });
 }
 
 test('dev40 precision and recall tables equal pycocotools', (t) => {
   const evaluator = evaluateBoxes('dev40_gt.json', 'dev40_dt_bbox.json');
-  const reference = readReference('dev40_ref_bbox.json');
-  const evaluation = evaluator.eval!;
-  const [T, R, K, A, M] = evaluation.counts;
-  t.deepEqual(evaluation.counts, [10, 101, 80, 4, 3]);
-
-  let checked = 0;
-  for (let iou = 0; iou < T; iou++) {
-    for (let k = 0; k < K; k++) {
-      for (let a = 0; a < A; a++) {
-        for (let m = 0; m < M; m++) {
-          // The reference averages precision over the recall thresholds, -1 where there is no ground truth.
-          let sum = 0;
-          for (let r = 0; r < R; r++) sum += evaluation.precision[(((iou * R + r) * K + k) * A + a) * M + m]!;
-          const first = evaluation.precision[((iou * R * K + k) * A + a) * M + m]!;
-          const meanPrecision = first === -1 ? -1 : sum / R;
-          const expectedPrecision = reference.ap_tkam![iou]![k]![a]![m]!;
-          const recall = evaluation.recall[((iou * K + k) * A + a) * M + m]!;
-          const expectedRecall = reference.recall_tkam![iou]![k]![a]![m]!;
-          if (Math.abs(meanPrecision - expectedPrecision) >= TOLERANCE) {
-            t.fail(`precision [${iou}][${k}][${a}][${m}]: ${meanPrecision} != ${expectedPrecision}`);
-          }
-          if (Math.abs(recall - expectedRecall) >= TOLERANCE) {
-            t.fail(`recall [${iou}][${k}][${a}][${m}]: ${recall} != ${expectedRecall}`);
-          }
-          checked++;
-        }
-      }
-    }
-  }
+  const reference = readFixtureJson<Reference>('dev40_ref_bbox.json');
+  t.deepEqual(evaluator.eval!.counts, [10, 101, 80, 4, 3]);
+  const checked = comparePrecisionRecallTables(t, evaluator, reference);
   t.is(checked, 10 * 80 * 4 * 3);
 });
 
 test('detectron2 image 139 bbox stats', (t) => {
-  const gt = new COCO(FIXTURES + 'detectron2_139/gt.json');
-  const evaluator = new COCOeval(gt, gt.loadRes(FIXTURES + 'detectron2_139/dt.json'), 'bbox');
-  evaluator.evaluate();
-  evaluator.accumulate();
-  const { stats } = evaluator.summarize();
-  const expected = (JSON.parse(readFileSync(FIXTURES + 'detectron2_139/expected_stats.json', 'utf8')) as { bbox: number[] }).bbox;
-  t.is(stats.length, 12);
-  stats.forEach((value, index) => {
-    t.true(Math.abs(value - expected[index]!) < TOLERANCE, `stats[${index}]: ${value} != ${expected[index]}`);
-  });
+  const evaluator = evaluateBoxes('detectron2_139/gt.json', 'detectron2_139/dt.json');
+  const expected = readFixtureJson<{ bbox: number[] }>('detectron2_139/expected_stats.json').bbox;
+  t.is(evaluator.stats.length, 12);
+  assertStatsClose(t, evaluator.stats, expected);
 });
 
 test('summary text matches pycocotools lines', (t) => {

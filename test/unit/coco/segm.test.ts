@@ -1,31 +1,18 @@
-import { readFileSync } from 'node:fs';
-
 import test from 'ava';
 
 import { COCO, COCOeval, maskUtils, type CocoDataset } from '../../../src/coco/index.ts';
 import { DataError } from '../../../src/utils/errors.ts';
-
-const FIXTURES = new URL('../../fixtures/coco/', import.meta.url).pathname;
-const TOLERANCE = 1e-12;
-
-interface Reference {
-  stats: number[];
-  per_category: Array<{ category_id: number; AP: number; AP50: number; AP75: number; AR100: number }>;
-  ap_tkam?: number[][][][];
-  recall_tkam?: number[][][][];
-}
-
-function readJson<T>(name: string): T {
-  return JSON.parse(readFileSync(FIXTURES + name, 'utf8')) as T;
-}
+import {
+  assertPerCategoryClose,
+  assertStatsClose,
+  comparePrecisionRecallTables,
+  evaluateFixture,
+  readFixtureJson,
+  type Reference,
+} from './pycocotools_reference.ts';
 
 function evaluateMasks(gtFile: string, dtFile: string): COCOeval {
-  const gt = new COCO(FIXTURES + gtFile);
-  const evaluator = new COCOeval(gt, gt.loadRes(FIXTURES + dtFile), 'segm');
-  evaluator.evaluate();
-  evaluator.accumulate();
-  evaluator.summarize();
-  return evaluator;
+  return evaluateFixture(gtFile, dtFile, 'segm');
 }
 
 const cases = [
@@ -36,71 +23,26 @@ const cases = [
 for (const fixture of cases) {
   test(`${fixture.name} segm stats and per-category AP equal pycocotools`, (t) => {
     const evaluator = evaluateMasks(fixture.gt, fixture.dt);
-    const reference = readJson<Reference>(fixture.ref);
+    const reference = readFixtureJson<Reference>(fixture.ref);
     t.is(evaluator.stats.length, 12);
-    evaluator.stats.forEach((value, index) => {
-      t.true(Math.abs(value - reference.stats[index]!) < TOLERANCE, `stats[${index}]: ${value} != ${reference.stats[index]}`);
-    });
-
-    const perCategory = evaluator.perCategory();
-    t.deepEqual(
-      perCategory.map((row) => row.categoryId),
-      reference.per_category.map((row) => row.category_id),
-    );
-    perCategory.forEach((row, k) => {
-      const expected = reference.per_category[k]!;
-      const pairs: Array<[string, number, number]> = [
-        ['AP', row.ap, expected.AP],
-        ['AP50', row.ap50, expected.AP50],
-        ['AP75', row.ap75, expected.AP75],
-        ['AR100', row.ar, expected.AR100],
-      ];
-      for (const [metric, actual, expectedValue] of pairs) {
-        if (!(Math.abs(actual - expectedValue) < TOLERANCE)) t.fail(`category ${row.categoryId} ${metric}: ${actual} != ${expectedValue}`);
-      }
-    });
+    assertStatsClose(t, evaluator.stats, reference.stats);
+    assertPerCategoryClose(t, evaluator, reference);
   });
 }
 
 test('dev40 segm precision and recall tables equal pycocotools', (t) => {
   const evaluator = evaluateMasks('dev40_gt.json', 'dev40_dt_segm.json.gz');
-  const reference = readJson<Reference>('dev40_ref_segm.json');
-  const evaluation = evaluator.eval!;
-  const [T, R, K, A, M] = evaluation.counts;
-  let checked = 0;
-  for (let iou = 0; iou < T; iou++) {
-    for (let k = 0; k < K; k++) {
-      for (let a = 0; a < A; a++) {
-        for (let m = 0; m < M; m++) {
-          let sum = 0;
-          for (let r = 0; r < R; r++) sum += evaluation.precision[(((iou * R + r) * K + k) * A + a) * M + m]!;
-          const first = evaluation.precision[((iou * R * K + k) * A + a) * M + m]!;
-          const meanPrecision = first === -1 ? -1 : sum / R;
-          const expectedPrecision = reference.ap_tkam![iou]![k]![a]![m]!;
-          const recall = evaluation.recall[((iou * K + k) * A + a) * M + m]!;
-          const expectedRecall = reference.recall_tkam![iou]![k]![a]![m]!;
-          if (Math.abs(meanPrecision - expectedPrecision) >= TOLERANCE) t.fail(`precision [${iou}][${k}][${a}][${m}]`);
-          if (Math.abs(recall - expectedRecall) >= TOLERANCE) t.fail(`recall [${iou}][${k}][${a}][${m}]`);
-          checked++;
-        }
-      }
-    }
-  }
+  const reference = readFixtureJson<Reference>('dev40_ref_segm.json');
+  const checked = comparePrecisionRecallTables(t, evaluator, reference);
   t.is(checked, 10 * 80 * 4 * 3);
 });
 
 test('detectron2 image 139 segm stats', (t) => {
   // These detections carry both a box and an RLE, so loadRes takes the box branch and the
   // area that selects the area range is the box's, as in pycocotools.
-  const gt = new COCO(FIXTURES + 'detectron2_139/gt.json');
-  const evaluator = new COCOeval(gt, gt.loadRes(FIXTURES + 'detectron2_139/dt.json'), 'segm');
-  evaluator.evaluate();
-  evaluator.accumulate();
-  const { stats } = evaluator.summarize();
-  const expected = readJson<{ segm: number[] }>('detectron2_139/expected_stats.json').segm;
-  stats.forEach((value, index) => {
-    t.true(Math.abs(value - expected[index]!) < TOLERANCE, `stats[${index}]: ${value} != ${expected[index]}`);
-  });
+  const evaluator = evaluateMasks('detectron2_139/gt.json', 'detectron2_139/dt.json');
+  const expected = readFixtureJson<{ segm: number[] }>('detectron2_139/expected_stats.json').segm;
+  assertStatsClose(t, evaluator.stats, expected);
 });
 
 /** One 10 x 10 image with a square object [2, 2, 4, 4] and a crowd region of the right half. */
