@@ -4,10 +4,10 @@ import {
   type KernelFunc,
   type TensorInfo,
   backend_util,
-  util,
 } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
+import { computeConv2dGradientInfo } from './conv2d_gradient_info.ts';
 import { KernelScope, copyRows } from './kernel_scope.ts';
 
 /**
@@ -65,22 +65,14 @@ export function conv2dBackpropFilter(args: {
   if (!backend_util.tupleValuesAreOne(dilations)) {
     throw new Error(`Conv2DBackpropFilter on wasm: dilations must be 1, got ${String(dilations)}`);
   }
-  const info = backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
+  const info = computeConv2dGradientInfo({
+    kernelName: 'Conv2DBackpropFilter',
+    inputName: 'x',
+    inputShape: x.shape as [number, number, number, number],
     filterShape,
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-    false,
-    format,
-  );
-  if (!util.arraysEqual(dy.shape, info.outShape)) {
-    throw new Error(
-      `Conv2DBackpropFilter on wasm: dy has shape [${dy.shape}], expected [${info.outShape}] for x [${x.shape}], ` +
-        `filter [${filterShape}], strides ${String(strides)} and pad ${JSON.stringify(pad)}`,
-    );
-  }
+    dyShape: dy.shape,
+    attrs: { strides, pad, dimRoundingMode },
+  });
 
   const scope = new KernelScope(backend);
   try {

@@ -8,6 +8,7 @@ import {
 } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
+import { computeConv2dGradientInfo } from './conv2d_gradient_info.ts';
 import { KernelScope } from './kernel_scope.ts';
 
 type Conv2DInfo = backend_util.Conv2DInfo;
@@ -47,22 +48,14 @@ export function makeConv2dBackpropInput(fallback: KernelFunc): KernelFunc {
     if (format !== 'channelsLast' || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
       return fallback(args as unknown as Parameters<KernelFunc>[0]);
     }
-    const info = backend_util.computeConv2DInfo(
+    const info = computeConv2dGradientInfo({
+      kernelName: 'Conv2DBackpropInput',
+      inputName: 'input',
       inputShape,
-      filter.shape as [number, number, number, number],
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-      false,
-      format,
-    );
-    if (!util.arraysEqual(dy.shape, info.outShape)) {
-      throw new Error(
-        `Conv2DBackpropInput on wasm: dy has shape [${dy.shape}], expected [${info.outShape}] for input ` +
-          `[${inputShape}], filter [${filter.shape}], strides ${String(strides)} and pad ${JSON.stringify(pad)}`,
-      );
-    }
+      filterShape: filter.shape as [number, number, number, number],
+      dyShape: dy.shape,
+      attrs: { strides, pad, dimRoundingMode },
+    });
 
     const scope = new KernelScope(backend);
     try {
