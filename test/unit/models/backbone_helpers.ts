@@ -12,6 +12,14 @@ export function withModel<M extends Module, T>(model: M, body: (model: M) => T):
   }
 }
 
+/** Returns the names of the parameters that are not trainable, in namedParameters() order. */
+export function frozenParameterNames(model: Module): string[] {
+  return model
+    .namedParameters()
+    .filter(([, variable]) => !variable.trainable)
+    .map(([name]) => name);
+}
+
 /**
  * Runs one forward and backward pass in training mode on seeded random images, with the mean
  * square of every output as the loss. Returns the gradient of each trainable parameter by name.

@@ -7,7 +7,7 @@ import { BatchNorm2d } from '../../../src/nn/layers.ts';
 import { ResNet, type ResNetOptions } from '../../../src/models/backbones/resnet.ts';
 import { BACKBONES } from '../../../src/registry/index.ts';
 import { ConfigError } from '../../../src/utils/errors.ts';
-import { maxAbs, trainingStepGradients, withModel as withBuiltModel } from './backbone_helpers.ts';
+import { frozenParameterNames, maxAbs, trainingStepGradients, withModel as withBuiltModel } from './backbone_helpers.ts';
 
 // The Node build of tfjs-core registers no gradients; this file of its ES module build does.
 createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
@@ -90,10 +90,7 @@ test('outIndices and numStages select outputs', (t) => {
 test('frozenStages 1 freezes stem and layer1', (t) => {
   withModel({ ...TINY, frozenStages: 1, normEval: false }, (model) => {
     model.train();
-    const frozen = model
-      .namedParameters()
-      .filter(([, variable]) => !variable.trainable)
-      .map(([name]) => name);
+    const frozen = frozenParameterNames(model);
     const expected = model
       .namedParameters()
       .map(([name]) => name)
@@ -111,10 +108,7 @@ test('frozenStages 1 freezes stem and layer1', (t) => {
 
 test('frozenStages 0 freezes only the stem', (t) => {
   withModel({ ...TINY, frozenStages: 0 }, (model) => {
-    const frozen = model
-      .namedParameters()
-      .filter(([, variable]) => !variable.trainable)
-      .map(([name]) => name);
+    const frozen = frozenParameterNames(model);
     t.deepEqual(frozen, ['conv1.weight', 'bn1.weight', 'bn1.bias']);
   });
 });

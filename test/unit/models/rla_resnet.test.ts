@@ -12,7 +12,7 @@ import { BatchNorm2d, setLayerCallObserver } from '../../../src/nn/layers.ts';
 import type { Module } from '../../../src/nn/module.ts';
 import { BACKBONES } from '../../../src/registry/index.ts';
 import { ConfigError } from '../../../src/utils/errors.ts';
-import { maxAbs, trainingStepGradients, withModel as withBuiltModel } from './backbone_helpers.ts';
+import { frozenParameterNames, maxAbs, trainingStepGradients, withModel as withBuiltModel } from './backbone_helpers.ts';
 
 // The Node build of tfjs-core registers no gradients; this file of its ES module build does.
 createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
@@ -194,10 +194,7 @@ test('last RLA update runs only when needed', (t) => {
 test('frozenStages 1 freezes stem, stage 1 and its RLA', (t) => {
   withModel({ ...TINY, frozenStages: 1 }, (model) => {
     model.train();
-    const frozen = model
-      .namedParameters()
-      .filter(([, variable]) => !variable.trainable)
-      .map(([name]) => name);
+    const frozen = frozenParameterNames(model);
     const expected = model
       .namedParameters()
       .map(([name]) => name)
