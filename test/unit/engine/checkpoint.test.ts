@@ -72,6 +72,23 @@ test.serial('truncated checkpoint is rejected by name', async (t) => {
   net.dispose();
 });
 
+test.serial('weights-only checkpoint cannot resume', async (t) => {
+  const net = new TinyNet();
+  const sgd = new SGD({ lr: 0.1, momentum: 0.9 });
+  const path = join(workDir(), 'converted.safetensors');
+  await saveCheckpoint(path, net, undefined, { epoch: 0, iteration: 0, convertedFrom: 'resnet50.pth' });
+  await t.throwsAsync(loadCheckpoint(path, net, sgd), {
+    instanceOf: CheckpointError,
+    message:
+      `${path}: holds weights only (converted from resnet50.pth), with no epoch, iteration or optimizer state to resume; ` +
+      `start from its weights with --load-from ${path}`,
+  });
+  const meta = await loadCheckpoint(path, net);
+  t.is(meta.convertedFrom, 'resnet50.pth');
+  net.dispose();
+  sgd.disposeState();
+});
+
 test.serial('checkpoint of another shape names key and shapes', async (t) => {
   const small = new TinyNet(4);
   const large = new TinyNet(8);
