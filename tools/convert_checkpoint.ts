@@ -4,6 +4,9 @@
  *
  *   tsx tools/convert_checkpoint.ts IN OUT [--prefix PREFIX] [--config CONFIG [--component model|model.backbone]]
  */
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+
 import { initBackend } from '../src/backends/index.ts';
 import { applyOverrides, loadConfig } from '../src/config/config.ts';
 import { saveCheckpoint, saveModelTensors } from '../src/engine/checkpoint.ts';
@@ -46,6 +49,17 @@ async function buildComponent(configPath: string, component: string, overrides: 
   return BACKBONES.build(model.backbone, 'model.backbone');
 }
 
+
+/** Whether two paths name the same existing file (OUT may not exist yet). */
+function isSameFile(first: string, second: string): boolean {
+  if (resolve(first) === resolve(second)) return true;
+  try {
+    const [a, b] = [statSync(first), statSync(second)];
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
 async function main(): Promise<void> {
   const { rest, values: overrides } = takeMultiValueOption(process.argv.slice(2), '--cfg-options');
   const { values, positionals } = parseCommandLine({
@@ -71,6 +85,9 @@ async function main(): Promise<void> {
     throw new UsageError('--component and --cfg-options need --config');
   }
   const [input, output] = positionals as [string, string];
+  if (isSameFile(input, output)) {
+    throw new UsageError(`IN and OUT are the same file (${input}); write the converted checkpoint to another path`);
+  }
   const prefix = values.prefix === undefined ? {} : { prefix: values.prefix };
   // A one-off conversion can afford the CRC-32 check that loading skips.
   const file = await readWeightFile(input, { verifyChecksums: true });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -53,6 +53,11 @@ test('convert tool rejects bad arguments', (t) => {
   const legacy = runTool('convert_checkpoint.ts', ['test/fixtures/pytorch/legacy_format.pth', join(tmpdir(), 'never-written.safetensors')]);
   t.is(legacy.status, 1);
   t.true(legacy.stderr.startsWith("error: CheckpointError: test/fixtures/pytorch/legacy_format.pth was written by torch.save in PyTorch's legacy format"), legacy.stderr);
+  const before = readFileSync(RLA_CHECKPOINT);
+  const same = runTool('convert_checkpoint.ts', [RLA_CHECKPOINT, `./${RLA_CHECKPOINT}`]);
+  t.is(same.status, 2);
+  t.true(same.stderr.startsWith(`error: IN and OUT are the same file (${RLA_CHECKPOINT}); write the converted checkpoint to another path\n`), same.stderr);
+  t.true(readFileSync(RLA_CHECKPOINT).equals(before));
 });
 
 test('test tool takes the checkpoint from --load-from', (t) => {
