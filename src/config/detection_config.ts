@@ -22,7 +22,7 @@ export interface DetectionConfig {
   };
   /** Linear lr scaling: `optimizer.lr` is for `baseBatchSize` images per iteration. */
   autoScaleLr?: { enable: boolean; baseBatchSize: number };
-  checkpointConfig?: { interval: number; maxKeep?: number };
+  checkpointConfig?: { interval: number };
   logConfig?: { interval: number };
   evaluation?: { interval: number; metric: 'bbox' };
   seed?: number;
