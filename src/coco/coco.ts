@@ -68,6 +68,12 @@ export class COCO {
   /** Mask boxes that loadRes computed for mask results; see MaskBoxCache. */
   maskBoxes: MaskBoxCache | undefined;
   private readonly logger: CocoLogger | undefined;
+  /**
+   * True for the index that loadRes builds. Its annotations are detection results, which
+   * resultsToAnnotations has validated, and createIndex skips the ground-truth checks because
+   * they would reject results that pycocotools evaluates, such as boxes of negative width.
+   */
+  private holdsResults = false;
 
   /** Builds the index from a dataset object, from a `.json` / `.json.gz` path, or empty. */
   constructor(dataset?: CocoDataset | string, options: CocoOptions = {}) {
@@ -103,7 +109,13 @@ export class COCO {
     return new COCO(dataset as CocoDataset, { source: path, ...options });
   }
 
-  /** Validates the dataset's record ids and (re)builds anns, imgs, cats, imgToAnns and catToImgs. */
+  /**
+   * Validates the dataset and (re)builds anns, imgs, cats, imgToAnns and catToImgs. Records
+   * need numeric ids. Unless the index holds loadRes results, which loadRes has validated, an
+   * annotation must also refer to an image in 'images' and a category in 'categories' (each
+   * checked only when that list is present, as pycocotools loads files without them), and a
+   * bbox, where present, must be 4 finite numbers with width and height >= 0.
+   */
   createIndex(): void {
     validateDataset(this.dataset, this.source);
     const anns = new Map<number, CocoAnnotation>();
@@ -112,12 +124,15 @@ export class COCO {
     const imgToAnns = new Map<number, CocoAnnotation[]>();
     const catToImgs = new Map<number, number[]>();
 
+    for (const image of this.dataset.images ?? []) imgs.set(image.id, image);
+    for (const category of this.dataset.categories ?? []) cats.set(category.id, category);
+    if (!this.holdsResults) {
+      checkGroundTruthAnnotations(this.dataset, imgs, cats, this.source);
+    }
     for (const annotation of this.dataset.annotations ?? []) {
       pushToMap(imgToAnns, annotation.image_id, annotation);
       anns.set(annotation.id, annotation);
     }
-    for (const image of this.dataset.images ?? []) imgs.set(image.id, image);
-    for (const category of this.dataset.categories ?? []) cats.set(category.id, category);
     if (this.dataset.annotations !== undefined && this.dataset.categories !== undefined) {
       for (const annotation of this.dataset.annotations) {
         pushToMap(catToImgs, annotation.category_id, annotation.image_id);
@@ -231,7 +246,10 @@ export class COCO {
       categories: structuredClone(this.dataset.categories ?? []),
       annotations,
     };
-    const res = new COCO(dataset, { source, ...(this.logger !== undefined ? { logger: this.logger } : {}) });
+    const res = new COCO(undefined, { source, ...(this.logger !== undefined ? { logger: this.logger } : {}) });
+    res.dataset = dataset;
+    res.holdsResults = true;
+    res.createIndex();
     res.maskBoxes = maskBoxes;
     this.logger?.info(`done (t=${((performance.now() - started) / 1000).toFixed(2)}s)`);
     return res;
@@ -299,4 +317,47 @@ function validateDataset(dataset: unknown, source: string): asserts dataset is C
       }
     }
   }
+}
+
+function isFiniteNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+/**
+ * Checks each ground-truth annotation's references and box, so that an annotation that
+ * evaluation would silently drop, or score with a box of negative size, is reported at load
+ * time. `imgs` and `cats` are the indexed 'images' and 'categories'. A reference is checked
+ * only when its list is present in the dataset.
+ */
+function checkGroundTruthAnnotations(
+  dataset: CocoDataset,
+  imgs: ReadonlyMap<number, CocoImage>,
+  cats: ReadonlyMap<number, CocoCategory>,
+  source: string,
+): void {
+  const annotations = dataset.annotations ?? [];
+  const checkImages = dataset.images !== undefined;
+  const checkCategories = dataset.categories !== undefined;
+  for (let index = 0; index < annotations.length; index++) {
+    const annotation = annotations[index]!;
+    const where = `${source}: annotations[${index}] (id ${annotation.id})`;
+    if (checkImages && !imgs.has(annotation.image_id)) {
+      throw new DataError(`${where}.image_id: ${annotation.image_id} is not an image id in 'images'`);
+    }
+    if (checkCategories && !cats.has(annotation.category_id)) {
+      throw new DataError(`${where}.category_id: ${annotation.category_id} is not a category id in 'categories'`);
+    }
+    const bbox: unknown = annotation.bbox;
+    if (bbox !== undefined && !isValidBox(bbox)) {
+      throw new DataError(
+        `${where}.bbox: expected 4 finite numbers [x, y, width, height] with width and height >= 0, ` +
+          `found ${describeValue(bbox)}`,
+      );
+    }
+  }
+}
+
+function isValidBox(bbox: unknown): boolean {
+  if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every(isFiniteNumber)) return false;
+  return bbox[2] >= 0 && bbox[3] >= 0;
 }

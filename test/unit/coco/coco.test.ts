@@ -108,6 +108,55 @@ test('fixture with gzip loads all records', (t) => {
   t.is(coco.getAnnIds({ iscrowd: 1 }).length, 35);
 });
 
+test('annotation with unknown image id is rejected', (t) => {
+  const dataset = sampleDataset();
+  dataset.annotations![1]!.image_id = 40;
+  t.throws(() => new COCO(dataset, { source: 'gt.json' }), {
+    instanceOf: DataError,
+    message: "gt.json: annotations[1] (id 102).image_id: 40 is not an image id in 'images'",
+  });
+});
+
+test('annotation with unknown category id is rejected', (t) => {
+  const dataset = sampleDataset();
+  dataset.annotations![3]!.category_id = 9;
+  t.throws(() => new COCO(dataset, { source: 'gt.json' }), {
+    instanceOf: DataError,
+    message: "gt.json: annotations[3] (id 104).category_id: 9 is not a category id in 'categories'",
+  });
+});
+
+test('ground truth box must be valid', (t) => {
+  const cases: Array<[unknown, string]> = [
+    [[1, 2, -3, 4], '[1, 2, -3, 4]'],
+    [[1, 2, 3, -4], '[1, 2, 3, -4]'],
+    [[1, 2, 3], '[1, 2, 3]'],
+    [[1, 2, 3, '4'], '[1, 2, 3, "4"]'],
+    [null, 'null'],
+  ];
+  for (const [bbox, shown] of cases) {
+    const dataset = sampleDataset();
+    (dataset.annotations![2] as unknown as Record<string, unknown>)['bbox'] = bbox;
+    t.throws(() => new COCO(dataset, { source: 'gt.json' }), {
+      instanceOf: DataError,
+      message: `gt.json: annotations[2] (id 103).bbox: expected 4 finite numbers [x, y, width, height] with width and height >= 0, found ${shown}`,
+    });
+  }
+});
+
+test('zero-size and missing boxes load', (t) => {
+  const dataset = sampleDataset();
+  dataset.annotations![0]!.bbox = [5, 5, 0, 0];
+  delete dataset.annotations![1]!.bbox;
+  t.is(new COCO(dataset).anns.size, 4);
+});
+
+test('references are checked only against present lists', (t) => {
+  const { annotations } = sampleDataset();
+  const coco = new COCO({ annotations });
+  t.deepEqual(coco.getAnnIds({ imgIds: 20 }), [101, 103]);
+});
+
 test('invalid JSON names the file', (t) => {
   const directory = mkdtempSync(join(tmpdir(), 'rladet-coco-'));
   t.teardown(() => rmSync(directory, { recursive: true, force: true }));

@@ -111,6 +111,13 @@ test('unknown category id is rejected', (t) => {
   });
 });
 
+test('result box of negative width is kept', (t) => {
+  const gt = groundTruth();
+  const res = gt.loadRes([{ image_id: 1, category_id: 1, bbox: [10, 20, -3, 4], score: 0.5 }]);
+  t.deepEqual(res.loadAnns(1)[0]!.bbox, [10, 20, -3, 4]);
+  t.is(res.loadAnns(1)[0]!.area, -12);
+});
+
 test('results that are not a list are rejected', (t) => {
   const gt = groundTruth();
   t.throws(() => gt.loadRes({ image_id: 1 } as unknown as unknown[]), {
