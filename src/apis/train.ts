@@ -8,7 +8,7 @@ import { initWeights } from '../engine/pretrained.ts';
 import { loadWeights } from '../engine/weights.ts';
 import { runTraining, type TrainSummary } from '../engine/runner.ts';
 import { setInitSeed } from '../nn/init.ts';
-import { addLogSink, getLogger } from '../utils/logger.ts';
+import { addLogSink, formatLogLine, getLogger } from '../utils/logger.ts';
 import { buildDataset, buildDetector, buildLoader } from './build.ts';
 import { evaluateDetector, type BboxEvaluation } from './evaluation.ts';
 import type { CocoBboxResult } from '../coco/index.ts';
@@ -104,6 +104,15 @@ export async function trainFromConfig(config: DetectionConfig, options: TrainRun
     } finally {
       model.dispose();
     }
+  } catch (error) {
+    // The tool prints the error to stderr; the log file gets it too, so that it records why the run stopped.
+    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    try {
+      appendFileSync(logPath, formatLogLine('error', 'train', `training stopped: ${reason}`) + '\n');
+    } catch {
+      // An unwritable log file must not hide the error itself.
+    }
+    throw error;
   } finally {
     removeSink();
   }

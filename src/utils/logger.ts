@@ -41,11 +41,16 @@ function timestamp(): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/** Formats a log line as the logger writes it: time, level, scope and message. */
+export function formatLogLine(level: Exclude<LogLevel, 'silent'>, scope: string, message: string): string {
+  return `${timestamp()} ${level.toUpperCase().padEnd(5)} ${scope}: ${message}`;
+}
+
 export class Logger {
   constructor(readonly scope: string) {}
 
   private write(level: Exclude<LogLevel, 'silent'>, message: string): void {
-    const line = `${timestamp()} ${level.toUpperCase().padEnd(5)} ${this.scope}: ${message}`;
+    const line = formatLogLine(level, this.scope, message);
     for (const sink of extraSinks) sink(line);
     if (LEVEL_ORDER[level] < LEVEL_ORDER[currentLevel]) return;
     process.stderr.write(line + '\n');

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -32,12 +32,17 @@ test('unknown backbone type lists registered names', (t) => {
       `import base from '${resolve('configs/quickstart/retinanet_rla_tiny_coco_mini.ts')}';\n` +
       `export default extend(base, { model: { backbone: { type: 'RLAResnet' } } } as never);\n`,
   );
-  const { status, stderr } = runTool('train.ts', [config, '--work-dir', join(dir, 'work'), '--backend', 'cpu']);
+  const workDir = join(dir, 'work');
+  const { status, stderr } = runTool('train.ts', [config, '--work-dir', workDir, '--backend', 'cpu']);
   t.is(status, 1);
-  t.true(
-    stderr.includes("RegistryError: model.backbone.type: 'RLAResnet' is not registered in BACKBONES. Did you mean 'RLAResNet'? Registered: RLAResNet, ResNet"),
-    stderr,
-  );
+  const message = "RegistryError: model.backbone.type: 'RLAResnet' is not registered in BACKBONES. Did you mean 'RLAResNet'? Registered: RLAResNet, ResNet";
+  t.true(stderr.includes(message), stderr);
+  // The work dir's log records why the run stopped.
+  const logs = readdirSync(workDir).filter((name) => name.endsWith('.log'));
+  t.is(logs.length, 1);
+  const lastLine = readFileSync(join(workDir, logs[0]!), 'utf8').trimEnd().split('\n').pop()!;
+  t.regex(lastLine, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ERROR train: training stopped: /);
+  t.true(lastLine.endsWith(message), lastLine);
 });
 
 test('cfg-options typo is reported before training', (t) => {
@@ -45,6 +50,10 @@ test('cfg-options typo is reported before training', (t) => {
   const { status, stderr } = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', dir, '--cfg-options', 'model.bbox_head.numClasses=3']);
   t.is(status, 1);
   t.true(stderr.includes("--cfg-options model.bbox_head.numClasses: 'model.bbox_head' does not exist in the config (closest: 'model.bboxHead')"), stderr);
+  const leaf = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', dir, '--cfg-options', 'runner.maxEpoch=1']);
+  t.is(leaf.status, 1);
+  t.true(leaf.stderr.includes("runner: unknown option 'maxEpoch' (did you mean 'maxEpochs'?)"), leaf.stderr);
+  t.deepEqual(readdirSync(dir), [], 'nothing written to the work dir');
 });
 
 test('test tool needs an action and a checkpoint', (t) => {
