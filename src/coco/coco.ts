@@ -73,7 +73,7 @@ export class COCO {
    * resultsToAnnotations has validated, and createIndex skips the ground-truth checks because
    * they would reject results that pycocotools evaluates, such as boxes of negative width.
    */
-  private holdsResults = false;
+  private isResultIndex = false;
 
   /** Builds the index from a dataset object, from a `.json` / `.json.gz` path, or empty. */
   constructor(dataset?: CocoDataset | string, options: CocoOptions = {}) {
@@ -111,7 +111,7 @@ export class COCO {
 
   /**
    * Validates the dataset and (re)builds anns, imgs, cats, imgToAnns and catToImgs. Records
-   * need numeric ids. Unless the index holds loadRes results, which loadRes has validated, an
+   * need numeric ids. Unless the index contains loadRes results, which loadRes has validated, an
    * annotation must also refer to an image in 'images' and a category in 'categories' (each
    * checked only when that list is present, as pycocotools loads files without them), and a
    * bbox, where present, must be 4 finite numbers with width and height >= 0.
@@ -126,7 +126,7 @@ export class COCO {
 
     for (const image of this.dataset.images ?? []) imgs.set(image.id, image);
     for (const category of this.dataset.categories ?? []) cats.set(category.id, category);
-    if (!this.holdsResults) {
+    if (!this.isResultIndex) {
       checkGroundTruthAnnotations(this.dataset, imgs, cats, this.source);
     }
     for (const annotation of this.dataset.annotations ?? []) {
@@ -231,11 +231,13 @@ export class COCO {
    * (RLE segmentation, no box in the first result) get the mask's area and, without a box, its
    * tight box. The index shares this dataset's images and copies its categories. The results
    * are not modified. `options.source` names the results in error messages (default: the
-   * path, or 'results'). Throws DataError naming the result index and field of an invalid
-   * result, or listing the image ids that are not in this dataset.
+   * path, or 'results'). Throws DataError when this dataset has no 'images' or 'categories'
+   * list, naming the result index and field of an invalid result, or listing the image ids
+   * that are not in this dataset.
    */
   loadRes(results: string | readonly unknown[], options: { source?: string } = {}): COCO {
     const source = options.source ?? (typeof results === 'string' ? results : 'results');
+    requireDatasetLists(this, ['images', 'categories']);
     this.logger?.info('loading and preparing results');
     const started = performance.now();
     const records = typeof results === 'string' ? readJsonFile(results) : results;
@@ -248,7 +250,7 @@ export class COCO {
     };
     const res = new COCO(undefined, { source, ...(this.logger !== undefined ? { logger: this.logger } : {}) });
     res.dataset = dataset;
-    res.holdsResults = true;
+    res.isResultIndex = true;
     res.createIndex();
     res.maskBoxes = maskBoxes;
     this.logger?.info(`done (t=${((performance.now() - started) / 1000).toFixed(2)}s)`);
@@ -284,6 +286,31 @@ function lookup<T>(map: Map<number, T>, id: number, kind: string, source: string
   const value = map.get(id);
   if (value === undefined) throw new DataError(`${source}: ${kind} id ${describeValue(id)} not found`);
   return value;
+}
+
+type DatasetList = 'images' | 'annotations' | 'categories';
+
+/** Text after "missing 'list'" in the error for a dataset without that list. */
+const MISSING_LIST_REASONS: Record<DatasetList, string> = {
+  images: ' (a COCO instances file lists its images)',
+  categories: ' (a COCO instances file lists its categories)',
+  annotations:
+    ', so the ground truth has no annotations to evaluate against. Evaluate against an instances file, ' +
+    'because image-info files such as image_info_test2017.json list no annotations.',
+};
+
+/**
+ * Throws DataError naming the first of `lists` that the dataset of `coco` lacks. In
+ * pycocotools (cocodataset/cocoapi, PythonAPI/pycocotools/coco.py) loadRes raises KeyError
+ * without 'images' or 'categories', and COCOeval without 'annotations' reports -1 for
+ * every number.
+ */
+export function requireDatasetLists(coco: COCO, lists: readonly DatasetList[]): void {
+  for (const list of lists) {
+    if (coco.dataset[list] === undefined) {
+      throw new DataError(`${coco.source}: missing '${list}'${MISSING_LIST_REASONS[list]}`);
+    }
+  }
 }
 
 const REQUIRED_ID_FIELDS = {

@@ -9,7 +9,7 @@
  *   const { stats, text } = evaluator.summarize();
  */
 import { accumulateEvaluation, type AccumulatedEval } from './accumulate.ts';
-import type { COCO, CocoLogger } from './coco.ts';
+import { requireDatasetLists, type COCO, type CocoLogger } from './coco.ts';
 import { evaluateImages, groupIous, matchGroup, MatchBuffers, type EvaluationState } from './evaluate.ts';
 import { getIouComputer } from './iou.ts';
 import { checkParams, Params, type AreaRange } from './params.ts';
@@ -61,6 +61,7 @@ export class COCOeval {
    * Prepares the evaluation of `cocoDt` (detections, usually from `cocoGt.loadRes`) against
    * `cocoGt`. `iouType` must have a registered IoU computer, which 'bbox' has.
    * params.imgIds and params.catIds start as all ground-truth image and category ids, sorted.
+   * Throws DataError when the ground truth lacks 'images', 'categories' or 'annotations'.
    */
   constructor(
     readonly cocoGt: COCO,
@@ -69,6 +70,7 @@ export class COCOeval {
     options: CocoEvalOptions = {},
   ) {
     getIouComputer(iouType);
+    requireDatasetLists(cocoGt, ['images', 'categories', 'annotations']);
     this.logger = options.logger;
     this.params = new Params(iouType);
     this.params.imgIds = cocoGt.getImgIds().sort((a, b) => a - b);

@@ -123,3 +123,51 @@ test('coco_eval data errors exit with 1', (t) => {
     t.is(swapped.stderr, `error: DataError: ${gt}: expected a JSON list of results, found a JSON object; is it a ground-truth file?\n`);
   });
 });
+
+test('coco_eval names invalid ground truth', (t) => {
+  withTempDir((dir) => {
+    const complete = {
+      images: [{ id: 1, width: 100, height: 100 }],
+      categories: [{ id: 1, name: 'person' }],
+      annotations: [{ id: 5, image_id: 1, category_id: 1, bbox: [10, 20, 30, 40], area: 1200, iscrowd: 0 }],
+    };
+    const results = join(dir, 'results.json');
+    writeFileSync(results, JSON.stringify([{ image_id: 1, category_id: 1, bbox: [10, 20, 30, 40], score: 0.5 }]));
+    const gt = join(dir, 'gt.json');
+    const runOn = (dataset: object) => {
+      writeFileSync(gt, JSON.stringify(dataset));
+      return runTool('coco_eval.ts', ['--gt', gt, '--dt', results, '--iou-type', 'bbox']);
+    };
+
+    const { categories: _categories, ...withoutCategories } = complete;
+    const noCategories = runOn(withoutCategories);
+    t.is(noCategories.status, 1);
+    t.is(noCategories.stderr, `error: DataError: ${gt}: missing 'categories' (a COCO instances file lists its categories)\n`);
+
+    const { images: _images, ...withoutImages } = complete;
+    const noImages = runOn(withoutImages);
+    t.is(noImages.status, 1);
+    t.is(noImages.stderr, `error: DataError: ${gt}: missing 'images' (a COCO instances file lists its images)\n`);
+
+    const { annotations: _annotations, ...withoutAnnotations } = complete;
+    const noAnnotations = runOn(withoutAnnotations);
+    t.is(noAnnotations.status, 1);
+    t.is(noAnnotations.stdout, '');
+    t.is(
+      noAnnotations.stderr,
+      `error: DataError: ${gt}: missing 'annotations', so the ground truth has no annotations to evaluate against. ` +
+        'Evaluate against an instances file, because image-info files such as image_info_test2017.json list no annotations.\n',
+    );
+
+    const unknownCategory = runOn({ ...complete, annotations: [{ ...complete.annotations[0]!, category_id: 3 }] });
+    t.is(unknownCategory.status, 1);
+    t.is(
+      unknownCategory.stderr,
+      `error: DataError: ${gt}: annotations[0] (id 5).category_id: 3 is not a category id in 'categories'\n`,
+    );
+
+    const valid = runOn(complete);
+    t.is(valid.status, 0, valid.stderr);
+    t.true(valid.stdout.startsWith(' Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000\n'), valid.stdout);
+  });
+});

@@ -126,7 +126,7 @@ test('annotation with unknown category id is rejected', (t) => {
   });
 });
 
-test('ground truth box must be valid', (t) => {
+test('invalid ground-truth box is rejected', (t) => {
   const cases: Array<[unknown, string]> = [
     [[1, 2, -3, 4], '[1, 2, -3, 4]'],
     [[1, 2, 3, -4], '[1, 2, 3, -4]'],
@@ -151,7 +151,7 @@ test('zero-size and missing boxes load', (t) => {
   t.is(new COCO(dataset).anns.size, 4);
 });
 
-test('references are checked only against present lists', (t) => {
+test('missing lists skip reference checks', (t) => {
   const { annotations } = sampleDataset();
   const coco = new COCO({ annotations });
   t.deepEqual(coco.getAnnIds({ imgIds: 20 }), [101, 103]);

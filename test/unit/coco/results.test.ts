@@ -148,6 +148,54 @@ test('unknown iouType lists supported ones', (t) => {
   });
 });
 
+test('loadRes needs images and categories', (t) => {
+  const withoutImages = new COCO({ categories: [{ id: 1 }], annotations: [] }, { source: 'gt.json' });
+  t.throws(() => withoutImages.loadRes([{ image_id: 1, category_id: 1, bbox: [0, 0, 1, 1], score: 0.5 }]), {
+    instanceOf: DataError,
+    message: "gt.json: missing 'images' (a COCO instances file lists its images)",
+  });
+  const withoutCategories = new COCO({ images: [{ id: 1 }], annotations: [] }, { source: 'gt.json' });
+  t.throws(() => withoutCategories.loadRes([{ image_id: 1, category_id: 1, bbox: [0, 0, 1, 1], score: 0.5 }]), {
+    instanceOf: DataError,
+    message: "gt.json: missing 'categories' (a COCO instances file lists its categories)",
+  });
+});
+
+test('loadRes accepts image-info ground truth', (t) => {
+  const imageInfo = new COCO({ images: [{ id: 1 }], categories: [{ id: 1 }] }, { source: 'image_info.json' });
+  const res = imageInfo.loadRes([{ image_id: 1, category_id: 1, bbox: [0, 0, 1, 1], score: 0.5 }]);
+  t.is(res.anns.size, 1);
+});
+
+test('COCOeval needs every ground-truth list', (t) => {
+  const gt = groundTruth();
+  const dt = gt.loadRes([{ image_id: 1, category_id: 1, bbox: [10, 20, 30, 40], score: 0.5 }]);
+  const cases: Array<['images' | 'annotations' | 'categories', string]> = [
+    ['images', "gt.json: missing 'images' (a COCO instances file lists its images)"],
+    ['categories', "gt.json: missing 'categories' (a COCO instances file lists its categories)"],
+    [
+      'annotations',
+      "gt.json: missing 'annotations', so the ground truth has no annotations to evaluate against. Evaluate against " +
+        'an instances file, because image-info files such as image_info_test2017.json list no annotations.',
+    ],
+  ];
+  for (const [list, message] of cases) {
+    const dataset = { ...gt.dataset };
+    delete dataset[list];
+    const incomplete = new COCO(dataset, { source: 'gt.json' });
+    t.throws(() => new COCOeval(incomplete, dt, 'bbox'), { instanceOf: DataError, message });
+  }
+});
+
+test('ground truth with empty annotations scores -1', (t) => {
+  const gt = new COCO({ ...groundTruth().dataset, annotations: [] }, { source: 'gt.json' });
+  const evaluator = new COCOeval(gt, gt.loadRes([{ image_id: 1, category_id: 1, bbox: [0, 0, 1, 1], score: 0.5 }]), 'bbox');
+  evaluator.evaluate();
+  evaluator.accumulate();
+  const { stats } = evaluator.summarize();
+  t.deepEqual(stats, new Array(12).fill(-1));
+});
+
 test('ground truth without area is rejected', (t) => {
   const gt = new COCO(
     {
