@@ -10,7 +10,7 @@ import { UsageError, parseBackendOption, parseCommandLine, parseWorkersOption, r
 
 const USAGE = `usage: tsx tools/train.ts CONFIG [options]
 
-Trains the detector of CONFIG (a TypeScript config file, e.g. configs/retinanet/retinanet_rla_r50_fpn_1x_coco.ts).
+Trains the detector of CONFIG (a TypeScript config file, e.g. configs/rla_resnet/retinanet_rla_r50_fpn_1x_coco.ts).
 
 options:
   --work-dir DIR            where logs, metrics.jsonl, config.json and checkpoints go
@@ -52,7 +52,18 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
-  if (positionals.length !== 1) throw new UsageError(`expected one CONFIG argument, got ${positionals.length}`);
+  if (positionals.length !== 1) {
+    // The usual slips: '--resume PATH' (PATH becomes a positional) and a K=V override without '='.
+    const extra = positionals.slice(1).map((arg) => `'${arg}'`).join(', ');
+    const hints: string[] = [];
+    if (rest.includes('--resume')) hints.push('--resume takes its checkpoint as --resume=PATH');
+    const args = process.argv.slice(2);
+    if (args.includes('--cfg-options') && positionals.slice(1).some((arg) => !arg.includes('='))) {
+      hints.push('--cfg-options takes key.path=value pairs');
+    }
+    const hint = positionals.length > 1 ? ` (extra: ${extra}${hints.length > 0 ? `; ${hints.join('; ')}` : ''})` : '';
+    throw new UsageError(`expected one CONFIG argument, got ${positionals.length}${hint}`);
+  }
   const backend = parseBackendOption(values.backend);
   const workers = parseWorkersOption(values.workers);
   const configPath = positionals[0]!;

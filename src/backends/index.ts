@@ -80,7 +80,10 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
     const provider = await tryTensorflow(skipped);
     if (provider !== undefined) selection = { name: 'tensorflow', provider, skipped };
     else if (choice === 'tensorflow') {
-      throw new RladetError(`--backend tensorflow: not available. ${skipped.map((s) => s.reason).join('; ')}`);
+      throw new RladetError(
+        `--backend tensorflow: not available. ${skipped.map((s) => s.reason).join('; ')}. ` +
+          'Install @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node (CPU) with npm, or use --backend wasm',
+      );
     }
   }
   if (selection === undefined && (choice === 'wasm' || choice === 'auto')) {

@@ -38,10 +38,16 @@ export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnTy
   }
 }
 
+/** Whether `error` comes from a failed file system call (it has an errno code and a syscall). */
+function isFileSystemError(error: unknown): error is NodeJS.ErrnoException {
+  const candidate = error as NodeJS.ErrnoException;
+  return error instanceof Error && typeof candidate.code === 'string' && typeof candidate.syscall === 'string';
+}
+
 /**
  * Runs a tool's main function: usage errors print the message and usage to stderr and exit
- * with 2, other rladet errors print their message and exit with 1, anything else prints its
- * stack and exits with 1.
+ * with 2. Other rladet errors and failed file system calls print their message and exit with
+ * 1, and anything else prints its stack and exits with 1.
  */
 export function runMain(main: () => Promise<void>, usage: string): void {
   main().then(
@@ -52,6 +58,11 @@ export function runMain(main: () => Promise<void>, usage: string): void {
         process.exitCode = 2;
       } else if (error instanceof RladetError) {
         process.stderr.write(`error: ${error.name}: ${error.message}\n`);
+        process.exitCode = 1;
+      } else if (isFileSystemError(error)) {
+        // A path that cannot be read or written is a user error: the message is enough, without a stack.
+        const path = error.path !== undefined && !error.message.includes(error.path) ? ` (${error.path})` : '';
+        process.stderr.write(`error: ${error.message}${path}\n`);
         process.exitCode = 1;
       } else {
         process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -64,3 +64,27 @@ test('test tool needs an action and a checkpoint', (t) => {
   t.is(missing.status, 1);
   t.true(missing.stderr.includes('CheckpointError: checkpoint missing.safetensors cannot be read: ENOENT'), missing.stderr);
 });
+
+test('train explains extra arguments', (t) => {
+  const resume = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--resume', 'epoch_1.safetensors']);
+  t.is(resume.status, 2);
+  t.true(
+    resume.stderr.startsWith("error: expected one CONFIG argument, got 2 (extra: 'epoch_1.safetensors'; --resume takes its checkpoint as --resume=PATH)\n"),
+    resume.stderr,
+  );
+  const override = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--cfg-options', 'runner.maxEpochs']);
+  t.is(override.status, 2);
+  t.true(
+    override.stderr.startsWith("error: expected one CONFIG argument, got 2 (extra: 'runner.maxEpochs'; --cfg-options takes key.path=value pairs)\n"),
+    override.stderr,
+  );
+});
+
+test('file system errors print no stack', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rladet-cli-'));
+  const file = join(dir, 'file.txt');
+  writeFileSync(file, '');
+  const { status, stderr } = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', join(file, 'work'), '--backend', 'cpu']);
+  t.is(status, 1);
+  t.regex(stderr, /^error: (ENOTDIR|EEXIST): [^\n]*\n$/);
+});
