@@ -65,7 +65,6 @@ export interface DropCounts {
   /** Of categories not in `classes`; expected when `classes` selects a subset, so never warned about. */
   otherCategory: number;
   /** Referring to an image id that `images` does not contain. */
-  unknownImage: number;
 }
 
 /** Formats the warning line about dropped annotations, or returns undefined when none were dropped. */
@@ -75,13 +74,12 @@ export function describeDrops(counts: DropCounts): string | undefined {
   if (counts.nonPositiveArea > 0) parts.push(`${counts.nonPositiveArea} with area 0 or less`);
   if (counts.outsideImage > 0) parts.push(`${counts.outsideImage} outside the image`);
   if (counts.ignoreFlag > 0) parts.push(`${counts.ignoreFlag} marked 'ignore'`);
-  if (counts.unknownImage > 0) parts.push(`${counts.unknownImage} of image ids missing from 'images'`);
   if (parts.length === 0) return undefined;
-  const total = counts.tooSmall + counts.nonPositiveArea + counts.outsideImage + counts.ignoreFlag + counts.unknownImage;
+  const total = counts.tooSmall + counts.nonPositiveArea + counts.outsideImage + counts.ignoreFlag;
   return `dropped ${total} annotation${total === 1 ? '' : 's'}: ${parts.join(', ')}`;
 }
 
-type DropReason = Exclude<keyof DropCounts, 'otherCategory' | 'unknownImage'>;
+type DropReason = Exclude<keyof DropCounts, 'otherCategory'>;
 
 /** Returns why MMDetection's rules drop this annotation, or undefined to keep it. */
 function dropReason(annotation: CocoAnnotationRecord, image: CocoImageRecord): DropReason | undefined {
@@ -204,16 +202,12 @@ export class CocoDataset implements Dataset {
       nonPositiveArea: 0,
       outsideImage: 0,
       otherCategory: 0,
-      unknownImage: 0,
     };
     const imageById = new Map(images.map((image) => [image.id, image]));
     const keptByImage = new Map<number, { boxes: number[]; labels: number[]; ignored: number[] }>();
     for (const annotation of annotations) {
-      const image = imageById.get(annotation.imageId);
-      if (image === undefined) {
-        counts.unknownImage += 1;
-        continue;
-      }
+      // readCocoFile has checked that every annotation names an image of the file.
+      const image = imageById.get(annotation.imageId)!;
       const reason = dropReason(annotation, image);
       if (reason !== undefined) {
         counts[reason] += 1;

@@ -182,7 +182,12 @@ export function parseCocoJson(json: unknown, source: string, options: ReadCocoOp
           ignore: r.flag('ignore'),
         }))
       : [];
+  const imageIds = new Set(images.map((image) => image.id));
   annotations.forEach((annotation, index) => {
+    // pycocotools would drop such an annotation from evaluation silently; the file is broken.
+    if (!imageIds.has(annotation.imageId)) {
+      throw new DataError(`${source}: annotations[${index}].image_id: ${annotation.imageId} is not the id of any entry in 'images'`);
+    }
     if (!categoryIds.has(annotation.categoryId)) {
       throw new DataError(
         `${source}: annotations[${index}].category_id: ${annotation.categoryId} is not the id of any entry in 'categories'`,

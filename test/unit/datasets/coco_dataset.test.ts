@@ -104,7 +104,7 @@ test('coco-mini boxes, crowds and counts', (t) => {
   }
   t.is(boxes, 328);
   t.is(crowds, 5);
-  t.deepEqual(dataset.dropCounts, { ignoreFlag: 0, tooSmall: 0, nonPositiveArea: 0, outsideImage: 0, otherCategory: 0, unknownImage: 0 });
+  t.deepEqual(dataset.dropCounts, { ignoreFlag: 0, tooSmall: 0, nonPositiveArea: 0, outsideImage: 0, otherCategory: 0 });
 
   // Image 433998: 16 boxes and one crowd of people; its first record is
   // person [315.59, 188.55, 72.63, 155.57] in xywh.
@@ -124,7 +124,7 @@ test.serial('dropped annotations logged once', async (t) => {
     dropLines[0]!.endsWith(`${join(folder, 'hand.json')}: dropped 3 annotations: 2 with width or height below 1 pixel, 1 outside the image`),
     dropLines[0],
   );
-  t.deepEqual(dataset.dropCounts, { ignoreFlag: 0, tooSmall: 2, nonPositiveArea: 0, outsideImage: 1, otherCategory: 0, unknownImage: 0 });
+  t.deepEqual(dataset.dropCounts, { ignoreFlag: 0, tooSmall: 2, nonPositiveArea: 0, outsideImage: 1, otherCategory: 0 });
 });
 
 test.serial('training skips empty and small images', async (t) => {
@@ -243,10 +243,10 @@ test('pipeline option error names position', (t) => {
 });
 
 test('describeDrops lists only nonzero reasons', (t) => {
-  const none = { ignoreFlag: 0, tooSmall: 0, nonPositiveArea: 0, outsideImage: 0, otherCategory: 4, unknownImage: 0 };
+  const none = { ignoreFlag: 0, tooSmall: 0, nonPositiveArea: 0, outsideImage: 0, otherCategory: 4 };
   t.is(describeDrops(none), undefined);
   t.is(
-    describeDrops({ ...none, nonPositiveArea: 1, ignoreFlag: 2, unknownImage: 3 }),
-    "dropped 6 annotations: 1 with area 0 or less, 2 marked 'ignore', 3 of image ids missing from 'images'",
+    describeDrops({ ...none, nonPositiveArea: 1, ignoreFlag: 2, outsideImage: 3 }),
+    "dropped 6 annotations: 1 with area 0 or less, 3 outside the image, 2 marked 'ignore'",
   );
 });

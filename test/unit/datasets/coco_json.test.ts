@@ -89,6 +89,12 @@ test('annotations optional for image-info files', (t) => {
 
 {
   const json = validCoco();
+  (json['annotations'] as Array<Record<string, unknown>>)[0]!['image_id'] = 2;
+  test('unknown image id is named', expectError(json, "instances.json: annotations[0].image_id: 2 is not the id of any entry in 'images'"));
+}
+
+{
+  const json = validCoco();
   (json['images'] as unknown[]).push({ id: 1, file_name: 'b.jpg', width: 10, height: 10 });
   test('duplicate image id is named', expectError(json, 'instances.json: images[1].id: 1 is already used by images[0]'));
 }
