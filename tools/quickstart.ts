@@ -2,7 +2,7 @@
  * The quick start: trains a small RLA-ResNet RetinaNet on the bundled coco-mini photos and
  * prints the COCO box table. See configs/quickstart/retinanet_rla_tiny_coco_mini.ts.
  *
- *   npm run quickstart [-- --backend NAME] [-- --work-dir DIR] [-- --workers N|auto]
+ *   npm run quickstart [-- [--backend NAME] [--work-dir DIR] [--workers N|auto]]
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../src/utils/fs.ts';
 
 const CONFIG = 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts';
 
-const USAGE = `usage: npm run quickstart [-- --backend NAME] [-- --work-dir DIR] [-- --workers N|auto]
+const USAGE = `usage: npm run quickstart [-- [--backend NAME] [--work-dir DIR] [--workers N|auto]]
 
 Trains ${CONFIG} from scratch on data/coco-mini (26 photos), evaluates it on the same
 photos and writes the checkpoint, metrics and COCO results to the work dir.
