@@ -130,7 +130,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<buffer>'): Safet
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
   if (headerLength > BigInt(Math.min(MAX_HEADER_BYTES, bytes.length - 8))) {
-    throw headerError(source, `header length ${headerLength} exceeds the file size (${bytes.length} bytes) or the 100 MB limit`);
+    throw headerError(source, `header length ${headerLength} exceeds the file size (${bytes.length} bytes; truncated file?) or the 100 MB limit`);
   }
   const dataStart = 8 + Number(headerLength);
 
@@ -163,7 +163,8 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<buffer>'): Safet
   }
   const dataLength = bytes.length - dataStart;
   if (expectedBegin !== dataLength) {
-    throw headerError(source, `the tensors cover ${expectedBegin} data bytes but the file has ${dataLength} after the header`);
+    const hint = dataLength < expectedBegin ? ' (truncated file?)' : '';
+    throw headerError(source, `the tensors cover ${expectedBegin} data bytes but the file has ${dataLength} after the header${hint}`);
   }
 
   const tensors = new Map<string, SafetensorsTensor>();

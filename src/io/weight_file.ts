@@ -133,11 +133,15 @@ function fromSafetensors(bytes: Uint8Array, path: string): WeightFile {
   return file;
 }
 
-/** Returns whether the bytes start like a safetensors file: a plausible header length, then '{'. */
+/**
+ * Returns whether the bytes start like a safetensors file: a header length, then '{'. A header
+ * length beyond the file's end still counts, so that a truncated file gets the safetensors
+ * reader's error about its size.
+ */
 function looksLikeSafetensors(bytes: Uint8Array): boolean {
   if (bytes.length < 9) return false;
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  return headerLength >= 2n && headerLength <= BigInt(bytes.length - 8) && bytes[8] === 0x7b;
+  return headerLength >= 2n && bytes[8] === 0x7b;
 }
 
 function describeLeadingBytes(bytes: Uint8Array): string {

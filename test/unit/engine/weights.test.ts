@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import test from 'ava';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -327,6 +327,21 @@ test.serial('rladet checkpoints load without conversion', async (t) => {
       const loaded = target.stateDict();
       for (const [name, variable] of source.stateDict()) t.deepEqual(loaded.get(name)!.dataSync(), variable.dataSync(), name);
     });
+  });
+});
+
+test.serial('truncated rladet checkpoint is named truncated', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rladet-weights-'));
+  const path = join(dir, 'epoch_1.safetensors');
+  await withModel(new ResNet(TINY_RESNET), async (source) => {
+    await saveCheckpoint(path, source, undefined, { epoch: 1, iteration: 10 });
+  });
+  const whole = readFileSync(path);
+  const headerLength = Number(whole.readBigUInt64LE(0));
+  writeFileSync(path, whole.subarray(0, 100));
+  await t.throwsAsync(readWeightFile(path), {
+    instanceOf: CheckpointError,
+    message: `${path}: invalid safetensors file: header length ${headerLength} exceeds the file size (100 bytes; truncated file?) or the 100 MB limit`,
   });
 });
 
