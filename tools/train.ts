@@ -6,6 +6,7 @@
  */
 import { defaultWorkDir, loadDetectionConfig } from '../src/apis/config_loading.ts';
 import { trainFromConfig } from '../src/apis/train.ts';
+import { findLatestCheckpoint } from '../src/engine/checkpoint.ts';
 import { UsageError, parseBackendOption, parseCommandLine, parseWorkersOption, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
 
 const USAGE = `usage: tsx tools/train.ts CONFIG [options]
@@ -68,8 +69,15 @@ async function main(): Promise<void> {
   const workers = parseWorkersOption(values.workers);
   const configPath = positionals[0]!;
   const config = await loadDetectionConfig(configPath, overrides);
+  const workDir = values['work-dir'] ?? defaultWorkDir(configPath);
+  process.once('SIGINT', () => {
+    const checkpoint = findLatestCheckpoint(workDir);
+    const next = checkpoint === undefined ? 'no checkpoint was written yet' : `the newest checkpoint is ${checkpoint}; continue with --resume`;
+    process.stderr.write(`\ninterrupted: ${next}\n`);
+    process.exit(130);
+  });
   await trainFromConfig(config, {
-    workDir: values['work-dir'] ?? defaultWorkDir(configPath),
+    workDir,
     validate: !values['no-validate'],
     ...(values.resume === undefined ? {} : { resumeFrom: values.resume }),
     ...(values['load-from'] === undefined ? {} : { loadFrom: values['load-from'] }),

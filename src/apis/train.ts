@@ -63,6 +63,8 @@ export async function trainFromConfig(config: DetectionConfig, options: TrainRun
       if (options.resumeFrom === undefined) {
         await initWeights(model);
         if (loadFrom !== undefined && loadFrom !== null) await loadWeights(loadFrom, model, { target: 'model' });
+      } else if (loadFrom !== undefined && loadFrom !== null) {
+        logger.warn(`ignoring load-from ${loadFrom}: --resume restores every weight from its checkpoint`);
       }
       logger.info(`model ${config.model.type}: ${model.countParameters().toLocaleString('en-US')} parameters`);
 

@@ -118,6 +118,9 @@ export async function runTraining(options: RunnerOptions): Promise<TrainSummary>
       metrics = meta.metrics ?? {};
       lastCheckpoint = path;
       logger.info(`resumed from ${path}: epoch ${meta.epoch}, iteration ${meta.iteration}`);
+      if (meta.epoch >= maxEpochs) {
+        logger.warn(`nothing to train: the checkpoint is at epoch ${meta.epoch} and runner.maxEpochs is ${maxEpochs}; raise runner.maxEpochs to train further`);
+      }
     }
   }
 

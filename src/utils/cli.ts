@@ -38,7 +38,7 @@ export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnTy
   }
 }
 
-/** Whether `error` comes from a failed file system call (it has an errno code and a syscall). */
+/** Checks whether `error` comes from a failed file system call (it has an errno code and a syscall). */
 function isFileSystemError(error: unknown): error is NodeJS.ErrnoException {
   const candidate = error as NodeJS.ErrnoException;
   return error instanceof Error && typeof candidate.code === 'string' && typeof candidate.syscall === 'string';

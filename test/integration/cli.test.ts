@@ -1,4 +1,5 @@
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -87,4 +88,27 @@ test('file system errors print no stack', (t) => {
   const { status, stderr } = runTool('train.ts', ['configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', join(file, 'work'), '--backend', 'cpu']);
   t.is(status, 1);
   t.regex(stderr, /^error: (ENOTDIR|EEXIST): [^\n]*\n$/);
+});
+
+test('interrupted training names the resume path', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rladet-cli-'));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', resolve('tools/train.ts'), 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', dir, '--backend', 'cpu', '--workers', '1'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  // The first log line comes after tools/train.ts has installed its SIGINT handler.
+  const started = new Promise<void>((resolveStarted) => {
+    child.stderr.on('data', (chunk: string) => {
+      stderr += chunk;
+      if (stderr.includes('train: model RetinaNet')) resolveStarted();
+    });
+  });
+  const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
+  await started;
+  child.kill('SIGINT');
+  t.is(await exited, 130);
+  t.true(stderr.endsWith('\ninterrupted: no checkpoint was written yet\n'), stderr);
 });
