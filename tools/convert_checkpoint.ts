@@ -13,7 +13,7 @@ import { saveCheckpoint, saveModelTensors } from '../src/engine/checkpoint.ts';
 import { applyWeightLoad, batchNormNames, convertByName, formatWeightLoadReport, planWeightLoad, summarizeKeys } from '../src/engine/weights.ts';
 import { describeWeightFile, readWeightFile } from '../src/io/weight_file.ts';
 import type { Module } from '../src/nn/module.ts';
-import { BACKBONES, DETECTORS } from '../src/registry/index.ts';
+import { BACKBONES, CLASSIFIERS, DETECTORS } from '../src/registry/index.ts';
 import { ConfigError } from '../src/utils/errors.ts';
 import { UsageError, parseCommandLine, runMain, takeMultiValueOption } from '../src/utils/cli.ts';
 import '../src/register_all.ts';
@@ -44,13 +44,17 @@ async function buildComponent(configPath: string, component: string, overrides: 
   applyOverrides(config, overrides);
   const model = config['model'] as ({ type: string; backbone?: { type: string } } & Record<string, unknown>) | undefined;
   if (model === undefined) throw new ConfigError(`${configPath}: missing top-level 'model'`);
-  if (component === 'model') return DETECTORS.build(model, 'model');
+  if (component === 'model') {
+    if (CLASSIFIERS.has(model.type)) {
+      throw new ConfigError(`${configPath}: model.type '${model.type}' is a classifier, not a detector; convert its backbone with --component model.backbone`);
+    }
+    return DETECTORS.build(model, 'model');
+  }
   if (model.backbone === undefined) throw new ConfigError(`${configPath}: model has no 'backbone'`);
   return BACKBONES.build(model.backbone, 'model.backbone');
 }
 
-
-/** Whether two paths name the same existing file (OUT may not exist yet). */
+/** Checks whether two paths name the same existing file (OUT may not exist yet). */
 function isSameFile(first: string, second: string): boolean {
   if (resolve(first) === resolve(second)) return true;
   try {
@@ -60,6 +64,7 @@ function isSameFile(first: string, second: string): boolean {
     return false;
   }
 }
+
 async function main(): Promise<void> {
   const { rest, values: overrides } = takeMultiValueOption(process.argv.slice(2), '--cfg-options');
   const { values, positionals } = parseCommandLine({

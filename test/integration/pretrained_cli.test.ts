@@ -53,6 +53,14 @@ test('convert tool rejects bad arguments', (t) => {
   const legacy = runTool('convert_checkpoint.ts', ['test/fixtures/pytorch/legacy_format.pth', join(tmpdir(), 'never-written.safetensors')]);
   t.is(legacy.status, 1);
   t.true(legacy.stderr.startsWith("error: CheckpointError: test/fixtures/pytorch/legacy_format.pth was written by torch.save in PyTorch's legacy format"), legacy.stderr);
+  const classifier = runTool('convert_checkpoint.ts', [RLA_CHECKPOINT, join(tmpdir(), 'never-written.safetensors'), '--config', 'configs/imagenet/rla_resnet50.ts']);
+  t.is(classifier.status, 1);
+  t.true(
+    classifier.stderr.includes(
+      "error: ConfigError: configs/imagenet/rla_resnet50.ts: model.type 'ImageClassifier' is a classifier, not a detector; convert its backbone with --component model.backbone\n",
+    ),
+    classifier.stderr,
+  );
   const before = readFileSync(RLA_CHECKPOINT);
   const same = runTool('convert_checkpoint.ts', [RLA_CHECKPOINT, `./${RLA_CHECKPOINT}`]);
   t.is(same.status, 2);
