@@ -95,8 +95,12 @@ test('interrupted training names the resume path', async (t) => {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', resolve('tools/train.ts'), 'configs/quickstart/retinanet_rla_tiny_coco_mini.ts', '--work-dir', dir, '--backend', 'cpu', '--workers', '1'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    // Info level, whatever the suite sets, because the test waits for the first info line.
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RLADET_LOG_LEVEL: 'info' } },
   );
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   // The first log line comes after tools/train.ts has installed its SIGINT handler.
@@ -107,7 +111,8 @@ test('interrupted training names the resume path', async (t) => {
     });
   });
   const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
-  await started;
+  await Promise.race([started, exited]);
+  t.true(stderr.includes('train: model RetinaNet'), `the tool stopped before training started: ${stderr}`);
   child.kill('SIGINT');
   t.is(await exited, 130);
   t.true(stderr.endsWith('\ninterrupted: no checkpoint was written yet\n'), stderr);
