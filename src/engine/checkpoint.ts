@@ -85,15 +85,15 @@ export async function readCheckpoint(path: string): Promise<{ tensors: Map<strin
 /**
  * Copies the checkpoint's model tensors into `model` (every parameter and buffer must be
  * present with the same shape) and, when given, restores the optimizer's state. With an
- * optimizer (resuming), a checkpoint that holds weights only is rejected.
+ * optimizer (resuming), a checkpoint that contains weights only is rejected.
  */
 export async function loadCheckpoint(path: string, model: Module, optimizer?: Optimizer): Promise<CheckpointMeta> {
   const { tensors, meta } = await readCheckpoint(path);
   if (optimizer !== undefined && (meta.convertedFrom !== undefined || meta.iteration === 0)) {
     const source = meta.convertedFrom === undefined ? '' : ` (converted from ${meta.convertedFrom})`;
     throw new CheckpointError(
-      `${path}: holds weights only${source}, with no epoch, iteration or optimizer state to resume; ` +
-        `start from its weights with --load-from ${path}`,
+      `${path} contains weights only${source}, with no epoch, iteration or optimizer state, so training cannot ` +
+        `resume from it. Start from its weights with --load-from ${path}`,
     );
   }
   const state = model.stateDict();

@@ -80,8 +80,8 @@ test.serial('weights-only checkpoint cannot resume', async (t) => {
   await t.throwsAsync(loadCheckpoint(path, net, sgd), {
     instanceOf: CheckpointError,
     message:
-      `${path}: holds weights only (converted from resnet50.pth), with no epoch, iteration or optimizer state to resume; ` +
-      `start from its weights with --load-from ${path}`,
+      `${path} contains weights only (converted from resnet50.pth), with no epoch, iteration or optimizer state, so training cannot ` +
+      `resume from it. Start from its weights with --load-from ${path}`,
   });
   const meta = await loadCheckpoint(path, net);
   t.is(meta.convertedFrom, 'resnet50.pth');
