@@ -10,7 +10,7 @@ import { resultsToAnnotations, type MaskBoxCache } from './results.ts';
 import { rleDecode } from './rle.ts';
 import { annotationToRle } from './segmentation.ts';
 import type { CocoAnnotation, CocoCategory, CocoDataset, CocoImage, CocoRle } from './types.ts';
-import { describeValue } from './values.ts';
+import { describeValue, isFiniteNumber } from './values.ts';
 
 /** Receiver of progress messages and warnings. The Logger from rladet's `getLogger(scope)` fits. */
 export interface CocoLogger {
@@ -344,10 +344,6 @@ function validateDataset(dataset: unknown, source: string): asserts dataset is C
       }
     }
   }
-}
-
-function isFiniteNumber(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value);
 }
 
 /**

@@ -1,7 +1,7 @@
 /** Evaluation parameters of COCOeval, with pycocotools' defaults for box and mask evaluation. */
 import { ConfigError } from '../utils/errors.ts';
 import { linspace } from './numeric.ts';
-import { describeValue } from './values.ts';
+import { describeValue, isFiniteNumber } from './values.ts';
 
 /** Object area range [min, max] in square pixels. Both bounds belong to the range. */
 export type AreaRange = [min: number, max: number];
@@ -41,10 +41,6 @@ export class Params {
     copy.useCats = this.useCats;
     return copy;
   }
-}
-
-function isFiniteNumber(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value);
 }
 
 function checkNumberList(name: string, list: unknown, check: (value: number) => boolean, expected: string): void {

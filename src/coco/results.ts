@@ -4,7 +4,7 @@ import type { COCO } from './coco.ts';
 import { rleObjectAreaAndBox } from './mask.ts';
 import { place, Subscript, type Where } from './rle.ts';
 import type { CocoAnnotation, CocoResult, CocoRle } from './types.ts';
-import { describeValue } from './values.ts';
+import { describeValue, isFiniteNumber } from './values.ts';
 
 const MAX_LISTED_IDS = 20;
 
@@ -27,10 +27,6 @@ export interface LoadedResults {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isFiniteNumber(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value);
 }
 
 /**

@@ -1,6 +1,11 @@
-/** Formatting of input values for error messages. */
+/** Checks and formatting of input values for error messages. */
 
 const MAX_DESCRIPTION_LENGTH = 80;
+
+/** Checks that a value is a number other than NaN and the infinities. */
+export function isFiniteNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
 
 /**
  * Describes a value for an error message: numbers as JavaScript prints them (so NaN stays
