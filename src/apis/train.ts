@@ -48,7 +48,8 @@ export async function trainFromConfig(config: DetectionConfig, options: TrainRun
   if (options.workers !== undefined) config = { ...config, runner: { ...config.runner, workers: options.workers } };
   mkdirSync(workDir, { recursive: true });
   const logPath = join(workDir, `${timestampForFile()}.log`);
-  const removeSink = addLogSink((line) => appendFileSync(logPath, line + '\n'));
+  const writeLogLine = (line: string): void => appendFileSync(logPath, line + '\n');
+  const removeSink = addLogSink(writeLogLine);
   try {
     await dumpConfig(config, join(workDir, 'config.json'));
     const backend = await initBackend(options.backend ?? config.backend ?? 'auto');
@@ -110,7 +111,7 @@ export async function trainFromConfig(config: DetectionConfig, options: TrainRun
     // The tool prints the error to stderr; the log file gets it too, so that it records why the run stopped.
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     try {
-      appendFileSync(logPath, formatLogLine('error', 'train', `training stopped: ${reason}`) + '\n');
+      writeLogLine(formatLogLine('error', 'train', `training stopped: ${reason}`));
     } catch {
       // An unwritable log file must not hide the error itself.
     }
